@@ -1,0 +1,49 @@
+# diffcomp: diffusion-model compression, from model to paper-style tables.
+# The config is validated (schema + semantic checks) here, before any job runs.
+import json
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+
+from diffcomp.config import ConfigError, parse_config
+from diffcomp.hashing import code_hash
+
+
+configfile: "config/default.yaml"
+
+
+try:
+    CFG = parse_config(config, base_dir=workflow.basedir)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}")
+
+# Every rule runs a diffcomp verb from this checkout's sources: with the conda env's python
+# under --software-deployment-method conda, else with the python running Snakemake.
+from snakemake.settings.types import DeploymentMethod
+
+_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+DIFFCOMP = f"PYTHONPATH={SRC} {'python' if _conda else sys.executable} -m diffcomp.cli"
+ENV = "envs/diffcomp.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/calibration.smk"
+include: "workflow/rules/quantize.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/table1.csv",

@@ -1,0 +1,1 @@
+"""Calibration data: FP trajectory capture and the selectors that pick samples from it."""

@@ -1,0 +1,30 @@
+"""Read the dataset (Debian's files or torchvision's download), pad to 32x32, write npz splits."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..config import DatasetConfig
+from ..data.fmnist import load_split
+from ..io import save_npz, write_json
+from .common import section
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--cfg", required=True, help="dataset section as JSON")
+    p.add_argument("--out-dir", required=True)
+
+
+def run(args) -> None:
+    cfg = section(DatasetConfig, args.cfg, "dataset")
+    out = Path(args.out_dir)
+    counts = {}
+    for split in ("train", "test"):
+        images, labels = load_split(split, cfg.source, cfg.root, cfg.image_size)
+        save_npz(out / f"{split}.npz", images=images, labels=labels)
+        counts[split] = int(images.shape[0])
+        log.info("%s: %d images %s", split, images.shape[0], images.shape[1:])
+    write_json(out / "info.json", {"dataset": cfg.name, "source": cfg.source, "counts": counts, "image_size": cfg.image_size})

@@ -1,0 +1,59 @@
+"""Train the default DDPM UNet on the dataset and save it as a diffusers folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import TrainConfig, UNetArch
+from ..io import atomic_path
+from ..provenance import provenance, sha256_file
+from .common import pick_device, section, set_threads
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--data", required=True, help="train.npz from prepare-data")
+    p.add_argument("--arch", default=None, help="model.arch as JSON")
+    p.add_argument("--cfg", default=None, help="model.train as JSON")
+    p.add_argument("--out", required=True, help="output diffusers folder")
+    p.add_argument("--state-dir", default=None, help="resume state (kept across retries)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (recorded)")
+
+
+def run(args) -> None:
+    import torch
+
+    from ..models.pipeline import save_pipeline
+    from ..models.train import train_ddpm
+    from ..models.unet import build_scheduler, build_unet
+
+    set_threads(args.threads)
+    device = pick_device(args.device)
+    arch = section(UNetArch, args.arch, "model.arch")
+    cfg = section(TrainConfig, args.cfg, "model.train")
+    images = np.load(args.data)["images"]
+    unet, scheduler = build_unet(arch), build_scheduler()
+    t0 = time.time()
+    ema, stats = train_ddpm(unet, scheduler, images, cfg, device=device, state_dir=args.state_dir,
+                            autocast_dtype=torch.bfloat16 if args.bf16 else None,
+                            max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    with atomic_path(args.out, suffix="") as tmp:
+        save_pipeline(ema, scheduler, tmp, provenance=None)
+        weights = Path(tmp) / "unet" / "diffusion_pytorch_model.safetensors"
+        rec = provenance(
+            what="DDPM UNet (EMA weights) trained on the dataset by `diffcomp train`",
+            arch=arch.__dict__, train_stats=stats, wall_seconds=time.time() - t0,
+            parameters=sum(p.numel() for p in ema.parameters()), sha256_unet=sha256_file(weights),
+        )
+        import json
+
+        (Path(tmp) / "provenance.json").write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+    log.info("saved %s (%.0f s)", args.out, time.time() - t0)

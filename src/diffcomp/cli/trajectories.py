@@ -1,0 +1,37 @@
+"""Run the FP sampler for N calibration samples, storing (x_t, t) at every step."""
+
+from __future__ import annotations
+
+import logging
+
+from ..config import CalibrationConfig, SamplerConfig
+from ..io import save_torch
+from .common import pick_device, section, set_threads
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--sampler", default=None, help="sampler section as JSON")
+    p.add_argument("--cfg", default=None, help="calibration section as JSON")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+
+
+def run(args) -> None:
+    from ..calib.trajectories import capture
+    from ..models.pipeline import load_pipeline
+    from ..models.sampler import unet_fn
+
+    set_threads(args.threads)
+    device = pick_device(args.device)
+    sampler = section(SamplerConfig, args.sampler, "sampler")
+    cfg = section(CalibrationConfig, args.cfg, "calibration")
+    pipe = load_pipeline(args.model, device=device)
+    c = pipe.unet.config
+    traj = capture(unet_fn(pipe.unet), cfg.n_trajectories, (c.in_channels, c.sample_size, c.sample_size),
+                   pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size, device)
+    save_torch(args.out, {**traj.to_dict(), "sampler": sampler.__dict__, "calibration": cfg.__dict__})
+    log.info("trajectories %s at timesteps %s", tuple(traj.xs.shape), traj.ts.tolist())

@@ -1,0 +1,1 @@
+"""Datasets: the offline default (Fashion-MNIST) and image export for reference sets."""

@@ -1,0 +1,1 @@
+"""Metrics: torch-fidelity wrapper, feature extractors, sFID, precision/recall."""

@@ -1,0 +1,128 @@
+"""The Fashion-MNIST classifier whose features the offline default measures FID/sFID/IS/KID in.
+
+It is trained once and shipped with the repository so that every user measures in the same
+features: a metric must not change with the machine. Three outputs, as torch-fidelity expects:
+``pool`` (128-d global average pool, for FID/KID/precision-recall), ``spatial`` (the first 4
+channels of the 8x8 mid-level map, 256-d, for sFID, like ADM's mixed_6 slice) and ``logits``
+(10 classes, for IS).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..config import ClassifierTrainConfig
+
+log = logging.getLogger(__name__)
+
+SPATIAL_CHANNELS = 4
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FMNISTClassifier(nn.Module):
+    """A small VGG-style CNN for 32x32 single-channel images in uint8 or [0, 1]."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10):
+        super().__init__()
+        w = width
+        self.stage1 = nn.Sequential(_block(1, w), _block(w, w), nn.MaxPool2d(2))  # 16x16
+        self.stage2 = nn.Sequential(_block(w, 2 * w), _block(2 * w, 2 * w), nn.MaxPool2d(2))  # 8x8
+        self.stage3 = nn.Sequential(_block(2 * w, 4 * w), _block(4 * w, 4 * w))  # 8x8
+        self.fc = nn.Linear(4 * w, num_classes)
+        self.dropout = nn.Dropout(0.3)
+
+    @staticmethod
+    def normalize(x: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float in [0, 255]) images, 1 or 3 channels -> single-channel float in [-1, 1]."""
+        x = x.float()
+        if x.shape[1] == 3:
+            x = x.mean(dim=1, keepdim=True)
+        return x / 127.5 - 1.0
+
+    def features(self, x_u8: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.stage2(self.stage1(self.normalize(x_u8)))
+        spatial = h[:, :SPATIAL_CHANNELS].flatten(1)
+        pooled = self.stage3(h).mean(dim=(2, 3))
+        return {"pool": pooled, "spatial": spatial, "logits": self.fc(pooled)}
+
+    def forward(self, x_u8: torch.Tensor) -> torch.Tensor:
+        h = self.stage3(self.stage2(self.stage1(self.normalize(x_u8)))).mean(dim=(2, 3))
+        return self.fc(self.dropout(h))
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def accuracy(model: FMNISTClassifier, images_u8: np.ndarray, labels: np.ndarray, device="cpu", batch=1000) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(images_u8), batch):
+            x = torch.from_numpy(images_u8[i : i + batch]).to(device)
+            pred = model(x).argmax(1).cpu().numpy()
+            correct += int((pred == labels[i : i + batch]).sum())
+    return correct / len(images_u8)
+
+
+def train_classifier(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                     cfg: ClassifierTrainConfig = ClassifierTrainConfig(), device="cpu") -> tuple[FMNISTClassifier, dict]:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = FMNISTClassifier().to(device)
+    x_all = torch.from_numpy(train[0]).float().to(device)
+    y_all = torch.from_numpy(train[1]).to(device)
+    steps_per_epoch = len(x_all) // cfg.batch_size
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(x_all), generator=gen).to(device)
+        for s in tqdm(range(steps_per_epoch), desc=f"classifier epoch {epoch + 1}", mininterval=5):
+            idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            loss = F.cross_entropy(model(_augment(x_all[idx], gen)), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        log.info("epoch %d: loss %.4f", epoch + 1, loss.item())
+    model = model.cpu().eval()
+    acc = accuracy(model, *test)
+    log.info("test accuracy %.4f", acc)
+    return model, {"test_accuracy": acc, "seconds": time.time() - t0, "config": asdict(cfg)}
+
+
+def save_classifier(model: FMNISTClassifier, path: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+
+
+def load_classifier(path: str | Path) -> FMNISTClassifier:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    weights = path / "model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} not found (feature network folder {path})")
+    model = FMNISTClassifier()
+    model.load_state_dict(load_file(str(weights)))
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,1 @@
+"""Model loading (hub / local folder / trained default), samplers and the small trainer."""

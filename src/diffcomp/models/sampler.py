@@ -1,0 +1,120 @@
+"""DDIM sampling with per-image seeds, as plain functions.
+
+Every image ``i`` draws all its noise from its own generator seeded ``base_seed + i``, so an
+image does not depend on the batch it was drawn in, the shard count or the machine's RNG state.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..config import SamplerConfig
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def ddim_timesteps(num_train_timesteps: int, steps: int, skip: str = "uniform") -> list[int]:
+    """The model timesteps visited by DDIM, noisiest first.
+
+    ``uniform``: ``range(0, T, T // steps)``; ``quad``: ``(linspace(0, sqrt(0.8 T), steps))**2``
+    (the two skip types of the DDIM code that Q-Diffusion uses).
+    """
+    if steps < 1 or steps > num_train_timesteps:
+        raise ValueError(f"steps must be in 1..{num_train_timesteps}, got {steps}")
+    if skip == "uniform":
+        stride = num_train_timesteps // steps
+        seq = list(range(0, num_train_timesteps, stride))[:steps]
+    elif skip == "quad":
+        seq = sorted({int(s) for s in np.linspace(0, np.sqrt(num_train_timesteps * 0.8), steps) ** 2})
+        if len(seq) != steps:
+            raise ValueError(f"quad skip gives repeated timesteps for {steps} steps; use skip: uniform")
+    else:
+        raise ValueError(f"unknown skip type {skip!r}; expected 'uniform' or 'quad'")
+    return seq[::-1]
+
+
+def initial_noise(indices: Sequence[int], shape: tuple[int, ...], base_seed: int) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """x_T for each image index from its own CPU generator; returns the generators for later noise."""
+    gens = [torch.Generator().manual_seed(int(base_seed) + int(i)) for i in indices]
+    x = torch.stack([torch.randn(shape, generator=g) for g in gens])
+    return x, gens
+
+
+def ddim_step(x: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float, eta: float,
+              noise: torch.Tensor | None, clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM update from x_t to x_prev; returns (x_prev, predicted x0)."""
+    x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t**0.5
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+    sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5
+    x_prev = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
+    if sigma > 0:
+        x_prev = x_prev + sigma * noise
+    return x_prev, x0
+
+
+@torch.no_grad()
+def ddim_sample(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    cfg: SamplerConfig,
+    generators: Sequence[torch.Generator] | None = None,
+    record: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Run DDIM from ``x_T``; ``model_fn(x, t)`` predicts epsilon.
+
+    ``record(step_index, x_t, t)`` is called with the model input at every step (calibration
+    trajectories). Noise for eta > 0 comes from ``generators`` (one per image).
+    """
+    if cfg.name != "ddim":
+        raise ValueError(f"unknown sampler {cfg.name!r}")
+    device = x_T.device
+    ts = ddim_timesteps(alphas_cumprod.shape[0], cfg.steps, cfg.skip)
+    ac = alphas_cumprod.double().cpu()
+    x = x_T
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        a_t = float(ac[t])
+        a_prev = float(ac[t_prev]) if t_prev >= 0 else 1.0
+        t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
+        if record is not None:
+            record(i, x, t_batch)
+        eps = model_fn(x, t_batch).to(x.dtype)
+        noise = None
+        if cfg.eta > 0 and t_prev >= 0:
+            if generators is None:
+                raise ValueError("eta > 0 needs per-image generators")
+            noise = torch.stack([torch.randn(x.shape[1:], generator=g) for g in generators]).to(device, x.dtype)
+        x, _ = ddim_step(x, eps, a_t, a_prev, cfg.eta if t_prev >= 0 else 0.0, noise, cfg.clip_x0)
+    return x
+
+
+def unet_fn(unet: torch.nn.Module, autocast_dtype: torch.dtype | None = None) -> ModelFn:
+    """Wrap a diffusers UNet2DModel as ``(x, t) -> eps``; optionally under autocast (bf16 on GPU)."""
+
+    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if autocast_dtype is not None:
+            with torch.autocast(device_type=x.device.type, dtype=autocast_dtype):
+                return unet(x, t).sample.float()
+        return unet(x, t).sample
+
+    return fn
+
+
+def generate(
+    model_fn: ModelFn,
+    indices: Sequence[int],
+    shape: tuple[int, ...],
+    alphas_cumprod: torch.Tensor,
+    cfg: SamplerConfig,
+    base_seed: int,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Images for ``indices`` (float in [-1, 1], on CPU)."""
+    x_T, gens = initial_noise(indices, shape, base_seed)
+    x = ddim_sample(model_fn, x_T.to(device), alphas_cumprod, cfg, generators=gens)
+    return x.float().clamp(-1, 1).cpu()

@@ -1,0 +1,1 @@
+"""Quantization core: quantizers, the quantized layer, model wrapping, range initialisation."""

@@ -1,0 +1,121 @@
+"""Uniform affine fake quantization with a straight-through gradient.
+
+The quantizer's scale and zero point are buffers created at construction with their final
+shapes (per-tensor: ``()``, per-channel: ``(C,)``), so ``state_dict`` round-trips before any
+data has been seen; ``initialized`` records whether a range has been set.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round to nearest in the forward pass, identity gradient in the backward pass."""
+    return (x.round() - x).detach() + x
+
+
+def qrange(bits: int, symmetric: bool, unsigned: bool = False) -> tuple[int, int]:
+    """Integer grid: asymmetric or unsigned ``[0, 2^b - 1]``; symmetric ``[-2^(b-1), 2^(b-1) - 1]``."""
+    if not 1 <= bits <= 16:
+        raise ValueError(f"bits must be in 1..16, got {bits}")
+    if symmetric and not unsigned:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """``dequant(quant(x))`` with STE rounding; ``scale``/``zero_point`` broadcast against ``x``."""
+    q = torch.clamp(round_ste(x / scale) + zero_point, qmin, qmax)
+    return (q - zero_point) * scale
+
+
+def quantize_int(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """The integer codes of ``x`` (as float)."""
+    return torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    return (q - zero_point) * scale
+
+
+def minmax_params(xmin: torch.Tensor, xmax: torch.Tensor, bits: int, symmetric: bool,
+                  unsigned: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point whose grid covers ``[xmin, xmax]`` (zero always representable)."""
+    qmin, qmax = qrange(bits, symmetric, unsigned)
+    xmin = torch.minimum(xmin, torch.zeros_like(xmin))
+    xmax = torch.maximum(xmax, torch.zeros_like(xmax))
+    if unsigned:
+        scale = xmax / qmax
+        zero_point = torch.zeros_like(scale)
+    elif symmetric:
+        scale = torch.maximum(xmin.abs(), xmax) / qmax
+        zero_point = torch.zeros_like(scale)
+    else:
+        scale = (xmax - xmin) / (qmax - qmin)
+        zero_point = torch.round(-xmin / scale.clamp_min(1e-12)) + qmin
+    scale = scale.clamp_min(1e-8)
+    return scale, zero_point
+
+
+class UniformQuantizer(nn.Module):
+    """Fake-quantizes a tensor on a uniform affine grid.
+
+    Args:
+        bits: bit-width.
+        symmetric: symmetric grid with zero point 0, else asymmetric with a zero point.
+        channels: ``None`` for one scale per tensor, else the number of channels along ``axis``.
+        axis: the channel axis for per-channel quantization (0 for weights).
+        unsigned: grid ``[0, 2^b - 1]`` with zero point 0 (softmax outputs).
+    """
+
+    def __init__(self, bits: int, symmetric: bool = False, channels: int | None = None, axis: int = 0,
+                 unsigned: bool = False):
+        super().__init__()
+        self.bits = int(bits)
+        self.symmetric = bool(symmetric)
+        self.unsigned = bool(unsigned)
+        self.axis = axis
+        self.channels = channels
+        self.qmin, self.qmax = qrange(self.bits, self.symmetric, self.unsigned)
+        shape = () if channels is None else (channels,)
+        self.register_buffer("scale", torch.ones(shape))
+        self.register_buffer("zero_point", torch.zeros(shape))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.enabled = True
+
+    def extra_repr(self) -> str:
+        kind = "per-tensor" if self.channels is None else f"per-channel({self.channels}, axis={self.axis})"
+        grid = "unsigned" if self.unsigned else ("symmetric" if self.symmetric else "asymmetric")
+        return f"bits={self.bits}, {kind}, {grid}"
+
+    def _view(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.channels is None:
+            return t
+        shape = [1] * x.dim()
+        shape[self.axis] = -1
+        return t.view(shape)
+
+    def reduce_dims(self, x: torch.Tensor) -> tuple[int, ...]:
+        """Dimensions to reduce over when computing this quantizer's statistics."""
+        if self.channels is None:
+            return tuple(range(x.dim()))
+        return tuple(d for d in range(x.dim()) if d != self.axis % x.dim())
+
+    def set_range(self, xmin: torch.Tensor, xmax: torch.Tensor) -> None:
+        scale, zp = minmax_params(xmin.float(), xmax.float(), self.bits, self.symmetric, self.unsigned)
+        self.scale.copy_(scale.reshape(self.scale.shape))
+        self.zero_point.copy_(zp.reshape(self.zero_point.shape))
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def init_minmax(self, x: torch.Tensor) -> None:
+        """Set the range to the min and max of ``x`` (per channel or per tensor)."""
+        dims = self.reduce_dims(x)
+        self.set_range(x.amin(dim=dims), x.amax(dim=dims))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        return fake_quant(x, self._view(self.scale, x), self._view(self.zero_point, x), self.qmin, self.qmax)

@@ -1,0 +1,23 @@
+rule trajectories:
+    input:
+        model=fp_model_dir(),
+    output:
+        "results/calib/trajectories.pt",
+    params:
+        sampler=shq_json(CFG.sampler),
+        cfg=shq_json(CFG.calibration),
+        code=code_hash("calib/trajectories.py", "models/sampler.py", "models/pipeline.py", "cli/trajectories.py"),
+    log:
+        "logs/trajectories.log",
+    benchmark:
+        "results/benchmarks/trajectories.tsv"
+    threads: res("trajectories").threads
+    resources:
+        mem_mb=res("trajectories").mem_mb,
+        runtime=res("trajectories").runtime,
+        gpu=res("trajectories").gpu,
+    conda:
+        "../../" + ENV
+    shell:
+        "{DIFFCOMP} trajectories --model {input.model} --sampler {params.sampler} --cfg {params.cfg}"
+        " --out {output} --device {CFG.device} --threads {threads} 2> {log}"

@@ -1,0 +1,20 @@
+rule dataset:
+    output:
+        train="results/data/train.npz",
+        test="results/data/test.npz",
+        info="results/data/info.json",
+    params:
+        cfg=shq_json(CFG.dataset),
+        code=code_hash("data/*.py", "cli/data.py"),
+    log:
+        "logs/dataset.log",
+    benchmark:
+        "results/benchmarks/dataset.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("dataset").mem_mb,
+        runtime=res("dataset").runtime,
+    conda:
+        "../../" + ENV
+    shell:
+        "{DIFFCOMP} prepare-data --cfg {params.cfg} --out-dir results/data 2> {log}"

@@ -1,0 +1,59 @@
+# Each variant's samples in shards of evaluation.shard_size images (seed = base seed + index),
+# each shard its own job, then one gather job.
+
+
+def quantized_input(w):
+    return [] if w.variant == "fp" else [f"results/quant/{w.variant}.pt"]
+
+
+rule sample_shard:
+    input:
+        model=fp_model_dir(),
+        quantized=quantized_input,
+    output:
+        "results/samples/{variant}/shard-{i}.npz",
+    params:
+        sampler=shq_json(CFG.sampler),
+        start=lambda w: shard_range(int(w.i))[0],
+        end=lambda w: shard_range(int(w.i))[1],
+        seed=CFG.evaluation.seed,
+        batch=CFG.evaluation.batch_size,
+        quantized=lambda w, input: f"--quantized {input.quantized}" if input.quantized else "",
+        code=code_hash("models/sampler.py", "models/pipeline.py", "variants.py", "data/fmnist.py", "cli/sample.py"),
+    log:
+        "logs/sample/{variant}/shard-{i}.log",
+    benchmark:
+        "results/benchmarks/sample/{variant}/shard-{i}.tsv"
+    threads: res("sample").threads
+    resources:
+        mem_mb=res("sample").mem_mb,
+        runtime=res("sample").runtime,
+        gpu=res("sample").gpu,
+    conda:
+        "../../" + ENV
+    shell:
+        "{DIFFCOMP} sample --model {input.model} {params.quantized} --sampler {params.sampler}"
+        " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch}"
+        " --out {output} --device {CFG.device} --threads {threads} 2> {log}"
+
+
+rule gather:
+    input:
+        expand("results/samples/{{variant}}/shard-{i}.npz", i=range(CFG.n_shards())),
+    output:
+        samples="results/samples/{variant}/samples.npz",
+        grid="results/grids/{variant}.png",
+    params:
+        code=code_hash("cli/gather.py", "report/grid.py"),
+    log:
+        "logs/gather/{variant}.log",
+    benchmark:
+        "results/benchmarks/gather/{variant}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("gather").mem_mb,
+        runtime=res("gather").runtime,
+    conda:
+        "../../" + ENV
+    shell:
+        "{DIFFCOMP} gather --shards {input} --out {output.samples} --grid {output.grid} 2> {log}"

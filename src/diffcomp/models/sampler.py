@@ -28,9 +28,10 @@ def ddim_timesteps(num_train_timesteps: int, steps: int, skip: str = "uniform") 
         stride = num_train_timesteps // steps
         seq = list(range(0, num_train_timesteps, stride))[:steps]
     elif skip == "quad":
-        seq = sorted({int(s) for s in np.linspace(0, np.sqrt(num_train_timesteps * 0.8), steps) ** 2})
-        if len(seq) != steps:
-            raise ValueError(f"quad skip gives repeated timesteps for {steps} steps; use skip: uniform")
+        # As in the DDIM code Q-Diffusion uses: the first few entries repeat (0, 0, 0, 0, 1, ...
+        # for 100 steps); a step between equal timesteps leaves x unchanged but is kept, so the
+        # number of model evaluations matches the paper's protocol.
+        seq = [int(s) for s in np.linspace(0, np.sqrt(num_train_timesteps * 0.8), steps) ** 2]
     else:
         raise ValueError(f"unknown skip type {skip!r}; expected 'uniform' or 'quad'")
     return seq[::-1]

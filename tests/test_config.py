@@ -1,0 +1,80 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffcomp.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
+
+
+def test_default_config_parses_with_paper_defaults_filled_in():
+    cfg = parse_config(DEFAULT, check_paths=False)
+    assert cfg.variants() == ["fp", "linear-w8a8", "linear-w4a8"]
+    assert cfg.sampler.steps == 10 and cfg.sampler.eta == 0.0
+    lin = cfg.method("linear")
+    assert lin.method == "linear" and lin.label == "Linear Quant"
+    assert lin.params["calib_per_step"] == 64 and lin.params["batch_size"] == 256  # default filled in
+    assert cfg.n_shards() == 2
+    # frozen: a config cannot be changed after validation
+    with pytest.raises(Exception):
+        cfg.sampler.steps = 3
+
+
+def test_method_instances_share_a_recipe_with_their_own_label_and_bits():
+    raw = copy.deepcopy(DEFAULT)
+    raw["quantization"]["methods"]["linear_w8"] = {"method": "linear", "label": "Linear (W8 only)", "bits": [{"w": 8, "a": 8}], "calib_steps": 10}
+    cfg = parse_config(raw, check_paths=False)
+    assert cfg.variants() == ["fp", "linear-w8a8", "linear-w4a8", "linear_w8-w8a8"]
+    assert cfg.method("linear_w8").label == "Linear (W8 only)"
+
+
+def _bad(mutate):
+    raw = copy.deepcopy(DEFAULT)
+    mutate(raw)
+    return raw
+
+
+BAD = [
+    ("unknown top-level key", lambda r: r.update(samplr={}), "'samplr': unknown key"),
+    ("unknown nested key", lambda r: r["sampler"].update(stpes=3), "'sampler.stpes': unknown key"),
+    ("wrong type", lambda r: r["sampler"].update(steps="ten"), "'sampler.steps': 'ten' is not of type 'integer'"),
+    ("unknown method", lambda r: r["quantization"]["methods"].update(brecq={}), "'quantization.methods.brecq': unknown method"),
+    ("bits above 8", lambda r: r["quantization"].update(bits=[{"w": 9, "a": 8}]), "'quantization.bits[0].w': 9 is greater than the maximum of 8"),
+    ("bits below 2", lambda r: r["quantization"].update(bits=[{"w": 4, "a": 1}]), "'quantization.bits[0].a': 1 is less than the minimum of 2"),
+    ("negative sample count", lambda r: r["evaluation"].update(n_samples=-5), "'evaluation.n_samples': -5 is less than the minimum of 1"),
+    ("missing dataset path", lambda r: r["dataset"].update(root="/nonexistent/fmnist"), "'dataset.root': /nonexistent/fmnist does not exist"),
+    ("unknown dataset source", lambda r: r["dataset"].update(source="kaggle"), "'dataset.source': 'kaggle' is not one of"),
+    ("missing name", lambda r: r.pop("name"), "'name': required key is missing"),
+    ("hub without id", lambda r: r["model"].update(source="hub", path=None), "'model.hub_id': required when model.source is 'hub'"),
+    ("shard larger than count", lambda r: r["evaluation"].update(shard_size=5000), "'evaluation.shard_size': 5000 is larger than"),
+    ("unknown method parameter", lambda r: r["quantization"]["methods"]["linear"].update(iters=5), "'quantization.methods.linear.iters': unknown key"),
+    ("calibration steps beyond sampler", lambda r: r["quantization"]["methods"]["linear"].update(calib_steps=50), "'quantization.methods.linear.calib_steps': 50 is more than sampler.steps"),
+    ("bad skip type", lambda r: r["sampler"].update(skip="cubic"), "'sampler.skip': 'cubic' is not one of"),
+    ("missing model folder", lambda r: r["model"].update(path="resources/models/nope"), "'model.path':"),
+    ("bad method instance name", lambda r: r["quantization"]["methods"].update({"Bad-Name": {}}), "'quantization.methods'"),
+    ("unknown resource rule", lambda r: r["resources"].update(smaple={"threads": 1}), "'resources'"),
+]
+
+
+@pytest.mark.parametrize("what,mutate,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_rejected_with_a_message_naming_key_and_problem(what, mutate, message):
+    with pytest.raises(ConfigError) as e:
+        parse_config(_bad(mutate), check_paths=True)
+    assert message in str(e.value), str(e.value)
+
+
+def test_every_shipped_config_validates():
+    files = sorted((REPO / "config").glob("*.yaml"))
+    assert files
+    for f in files:
+        load_config(f, check_paths=False)
+
+
+def test_bad_yaml_is_a_config_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)

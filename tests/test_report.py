@@ -1,0 +1,54 @@
+import json
+
+import pandas as pd
+import pytest
+
+from diffcomp.report.grid import make_grid
+from diffcomp.report.tables import fid_vs_bits_figure, load_metrics, protocol_caption, table1, write_table
+
+
+def _rec(variant, fid, sfid, is_):
+    return {"variant": variant, "metrics": {"fid": fid, "sfid": sfid, "is": is_},
+            "protocol": {"feature_extractor": "fmnist-classifier", "n_samples": 1000, "n_reference": 10000,
+                         "seed": 0, "reference": "test", "sampler": {"name": "ddim", "steps": 10, "eta": 0.0, "skip": "uniform"}}}
+
+
+@pytest.fixture
+def records(tmp_path):
+    recs = [_rec("fp", 1.0, 2.0, 8.0), _rec("linear-w8a8", 1.1, 2.1, 7.9), _rec("linear-w4a8", 9.0, 12.0, 5.0)]
+    paths = []
+    for r in recs:
+        p = tmp_path / f"{r['variant']}.json"
+        p.write_text(json.dumps(r))
+        paths.append(p)
+    return load_metrics(paths)
+
+
+def test_table1_layout(records):
+    df = table1(records, [("linear", "Linear Quant"), ("qdiff", "Q-Diffusion")], ["W8A8", "W4A8"])
+    assert list(df.index) == ["FP (W32A32)", "Linear Quant", "Q-Diffusion"]
+    assert list(df.columns) == ["W8A8 FID", "W8A8 sFID", "W8A8 IS", "W4A8 FID", "W4A8 sFID", "W4A8 IS"]
+    assert df.loc["Linear Quant", "W4A8 FID"] == 9.0 and df.loc["FP (W32A32)", "W4A8 FID"] == 1.0
+    assert pd.isna(df.loc["Q-Diffusion", "W8A8 FID"])  # missing variant -> empty cell, never invented
+
+
+def test_write_table_and_figure(records, tmp_path):
+    df = table1(records, [("linear", "Linear Quant")], ["W8A8", "W4A8"])
+    cap = protocol_caption(records)
+    assert "fmnist-classifier" in cap and "1000" in cap and "10 steps" in cap
+    write_table(df, tmp_path / "t1", "Table 1", cap)
+    back = pd.read_csv(tmp_path / "t1.csv", index_col=0)
+    assert back.loc["Linear Quant", "W4A8 FID"] == 9.0
+    assert "| Linear Quant" in (tmp_path / "t1.md").read_text()
+    assert "\\begin{tabular}" in (tmp_path / "t1.tex").read_text()
+    fid_vs_bits_figure(records, [("linear", "Linear Quant")], ["W8A8", "W4A8"], tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_grid_places_images_in_rows():
+    import numpy as np
+
+    imgs = np.stack([np.full((1, 4, 4), i * 10, dtype=np.uint8) for i in range(10)])
+    g = make_grid(imgs, nrow=4, pad=1)
+    assert g.shape == (3 * 5 + 1, 4 * 5 + 1, 1)
+    assert g[1, 1, 0] == 0 and g[1 + 5, 1 + 5, 0] == 50 and g[-2, -2, 0] == 255  # last row has 2 images

@@ -33,6 +33,18 @@ def test_fake_quant_equals_quantize_then_dequantize(symmetric, per_channel):
     assert max(len(g.unique()) for g in groups) <= 16
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_inference_path_equals_the_differentiable_path_bit_for_bit(per_channel):
+    torch.manual_seed(3)
+    x = torch.randn(64, 8, 9, 9) * 3
+    q = UniformQuantizer(5, channels=8 if per_channel else None, axis=1)
+    q.init_minmax(x[:4])  # the rest of x exceeds the range: the clamp is exercised too
+    with torch.no_grad():
+        fused = q(x)
+    slow = q(x.clone().requires_grad_(True)).detach()
+    assert torch.equal(fused, slow)
+
+
 def test_per_channel_scales_have_one_entry_per_output_channel():
     conv = nn.Conv2d(3, 5, 3)
     layer = QuantLayer(conv, w_bits=4, a_bits=8)

@@ -25,6 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward (GPU)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (recorded)")
 
 
@@ -44,7 +45,8 @@ def run(args) -> None:
     t0 = time.time()
     ema, stats = train_ddpm(unet, scheduler, images, cfg, device=device, state_dir=args.state_dir,
                             autocast_dtype=torch.bfloat16 if args.bf16 else None,
-                            max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+                            max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                            compile=args.compile)
     with atomic_path(args.out, suffix="") as tmp:
         save_pipeline(ema, scheduler, tmp, provenance=None)
         weights = Path(tmp) / "unet" / "diffusion_pytorch_model.safetensors"

@@ -149,7 +149,8 @@ def test_uninitialised_quantizers_are_reported(tiny_unet):
 def test_quantized_model_state_round_trips_into_a_fresh_wrap(tiny_unet, tmp_path):
     spec = QuantSpec(w_bits=4, a_bits=8, overrides=((r"^conv_out$", {"quant_acts": False}),))
     model, x, t = _calibrated(tiny_unet, spec)
-    model.get_submodule("conv_out").set_quant_state(True, False)
+    model.get_submodule("conv_out").set_quant_state(True, True)  # the spec keeps its input FP
+    assert model.get_submodule("conv_out").quant_acts is False
     with torch.no_grad():
         ref = model(x, t).sample
     save_quantized(model, spec, tmp_path / "q.pt", meta={"method": "test"})

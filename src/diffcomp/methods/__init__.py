@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .params import LinearParams
+from .params import LinearParams, QDiffusionParams
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class MethodEntry:
 
 METHODS: dict[str, MethodEntry] = {
     "linear": MethodEntry(LinearParams, "linear", "Linear Quant"),
+    "qdiffusion": MethodEntry(QDiffusionParams, "qdiffusion", "Q-Diffusion"),
 }
 
 

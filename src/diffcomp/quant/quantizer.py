@@ -79,10 +79,11 @@ class UniformQuantizer(nn.Module):
         channels: ``None`` for one scale per tensor, else the number of channels along ``axis``.
         axis: the channel axis for per-channel quantization (0 for weights).
         unsigned: grid ``[0, 2^b - 1]`` with zero point 0 (softmax outputs).
+        learnable: the scale is an ``nn.Parameter`` (LSQ step-size learning); zero point stays fixed.
     """
 
     def __init__(self, bits: int, symmetric: bool = False, channels: int | None = None, axis: int = 0,
-                 unsigned: bool = False):
+                 unsigned: bool = False, learnable: bool = False):
         super().__init__()
         self.bits = int(bits)
         self.symmetric = bool(symmetric)
@@ -91,10 +92,14 @@ class UniformQuantizer(nn.Module):
         self.channels = channels
         self.qmin, self.qmax = qrange(self.bits, self.symmetric, self.unsigned)
         shape = () if channels is None else (channels,)
-        self.register_buffer("scale", torch.ones(shape))
+        if learnable:  # LSQ: the step size is trained (straight-through round)
+            self.scale = nn.Parameter(torch.ones(shape))
+        else:
+            self.register_buffer("scale", torch.ones(shape))
         self.register_buffer("zero_point", torch.zeros(shape))
         self.register_buffer("initialized", torch.tensor(False))
         self.enabled = True
+        self._observer: _Observer | None = None
 
     def extra_repr(self) -> str:
         kind = "per-tensor" if self.channels is None else f"per-channel({self.channels}, axis={self.axis})"
@@ -114,6 +119,7 @@ class UniformQuantizer(nn.Module):
             return tuple(range(x.dim()))
         return tuple(d for d in range(x.dim()) if d != self.axis % x.dim())
 
+    @torch.no_grad()
     def set_range(self, xmin: torch.Tensor, xmax: torch.Tensor) -> None:
         scale, zp = minmax_params(xmin.float(), xmax.float(), self.bits, self.symmetric, self.unsigned)
         self.scale.copy_(scale.reshape(self.scale.shape))
@@ -121,15 +127,88 @@ class UniformQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
+    def init_mse(self, x: torch.Tensor, p: float = 2.4, n_candidates: int = 80) -> None:
+        """Q-Diffusion's 'mse' init: shrink the min/max range by ``1 - 0.01 i`` for i < 80 and keep,
+        per channel (or per tensor), the range whose quantization has the lowest L_p error."""
+        x = x.detach().float()
+        dims = self.reduce_dims(x)
+        xmin, xmax = x.amin(dim=dims), x.amax(dim=dims)
+        best_err = torch.full_like(xmin, float("inf"))
+        best_lo, best_hi = xmin.clone(), xmax.clone()
+        view = [1] * x.dim()
+        if self.channels is not None:
+            view[self.axis % x.dim()] = -1
+        for i in range(n_candidates):
+            lo, hi = xmin * (1 - 0.01 * i), xmax * (1 - 0.01 * i)
+            scale, zp = minmax_params(lo, hi, self.bits, self.symmetric, self.unsigned)
+            y = fake_quant_inplace(x, scale.view(view), zp.view(view), self.qmin, self.qmax)
+            err = (y - x).abs().pow(p).mean(dim=dims)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_lo, best_hi = torch.where(better, lo, best_lo), torch.where(better, hi, best_hi)
+        self.set_range(best_lo, best_hi)
+
+    def current_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The real interval the grid covers now."""
+        s, z = self.scale.detach(), self.zero_point
+        return (self.qmin - z) * s, (self.qmax - z) * s
+
+    @torch.no_grad()
     def init_minmax(self, x: torch.Tensor) -> None:
         """Set the range to the min and max of ``x`` (per channel or per tensor)."""
         dims = self.reduce_dims(x)
         self.set_range(x.amin(dim=dims), x.amax(dim=dims))
 
+    # --- calibration by observation: while observing, inputs pass through unquantized
+    def start_observing(self, mode: str = "minmax", p: float = 2.4, momentum: float = 0.95) -> None:
+        """Collect statistics of every input until ``stop_observing`` sets the range from them.
+
+        ``minmax``: min/max over all inputs; ``running``: EMA of per-batch min/max (``momentum``);
+        ``mse``: Q-Diffusion's L_p shrink search on the first input seen.
+        """
+        if mode not in ("minmax", "running", "mse"):
+            raise ValueError(f"unknown observation mode {mode!r}")
+        self._observer = _Observer(mode, p, momentum)
+
+    def stop_observing(self) -> None:
+        obs, self._observer = self._observer, None
+        if obs is None or obs.lo is None:
+            raise RuntimeError("stop_observing: the quantizer saw no input")
+        if obs.mode == "mse":
+            self.init_mse(obs.first, p=obs.p)
+        else:
+            self.set_range(obs.lo, obs.hi)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._observer is not None:
+            self._observer.update(x, self.reduce_dims(x))
+            return x
         if not self.enabled:
             return x
         scale, zp = self._view(self.scale, x), self._view(self.zero_point, x)
         if not (torch.is_grad_enabled() and (x.requires_grad or self.scale.requires_grad)):
             return fake_quant_inplace(x, scale, zp, self.qmin, self.qmax)
         return fake_quant(x, scale, zp, self.qmin, self.qmax)
+
+
+class _Observer:
+    """Statistics a quantizer collects while observing (plain Python state, never saved)."""
+
+    def __init__(self, mode: str, p: float, momentum: float):
+        self.mode, self.p, self.momentum = mode, p, momentum
+        self.lo: torch.Tensor | None = None
+        self.hi: torch.Tensor | None = None
+        self.first: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, dims: tuple[int, ...]) -> None:
+        lo, hi = x.detach().amin(dim=dims).float(), x.detach().amax(dim=dims).float()
+        if self.lo is None:
+            self.lo, self.hi = lo, hi
+            if self.mode == "mse":
+                self.first = x.detach().float().clone()
+        elif self.mode == "running":
+            m = self.momentum
+            self.lo, self.hi = m * self.lo + (1 - m) * lo, m * self.hi + (1 - m) * hi
+        else:
+            self.lo, self.hi = torch.minimum(self.lo, lo), torch.maximum(self.hi, hi)

@@ -26,7 +26,7 @@ def test_default_config_parses_with_paper_defaults_filled_in():
 
 def test_method_instances_share_a_recipe_with_their_own_label_and_bits():
     raw = copy.deepcopy(DEFAULT)
-    raw["quantization"]["methods"]["linear_w8"] = {"method": "linear", "label": "Linear (W8 only)", "bits": [{"w": 8, "a": 8}], "calib_steps": 10}
+    raw["quantization"]["methods"]["linear_w8"] = {"method": "linear", "label": "Linear (W8 only)", "bits": [{"w": 8, "a": 8}], "calib_steps": 10, "calib_per_step": 64}
     cfg = parse_config(raw, check_paths=False)
     assert cfg.variants()[-1] == "linear_w8-w8a8" and cfg.variants().count("linear_w8-w8a8") == 1
     assert cfg.method("linear_w8").label == "Linear (W8 only)"

@@ -76,9 +76,10 @@ def test_micro_dag_end_to_end_then_partial_rerun(tmp_path):
     cfg = ["--configfile", "tests/configs/micro.yaml"]
     snakemake(wd, *cfg, "results/table1.csv")
     df = pd.read_csv(wd / "results/table1.csv", index_col=0)
-    assert list(df.index) == ["FP (W32A32)", "Linear Quant"]
+    assert list(df.index) == ["FP (W32A32)", "Linear Quant", "Q-Diffusion"]
     assert list(df.columns) == ["W8A8 FID", "W8A8 sFID", "W8A8 IS", "W4A8 FID", "W4A8 sFID", "W4A8 IS"]
-    assert df.notna().all().all() and (df > 0).all().all()
+    assert df.drop(index="Q-Diffusion").notna().all().all() and (df.fillna(1) > 0).all().all()
+    assert df.loc["Q-Diffusion"].isna().tolist() == [True] * 3 + [False] * 3  # only W4A8 was asked for
     for f in ["results/table1.md", "results/table1.tex", "results/figures/fid_vs_bits.png",
               "results/grids/fp.png", "results/grids/linear-w4a8.png", "logs/quantize/linear-w4a8.log"]:
         assert (wd / f).stat().st_size > 0, f
@@ -88,7 +89,8 @@ def test_micro_dag_end_to_end_then_partial_rerun(tmp_path):
     p = snakemake(wd, *cfg, "-n", "results/table1.csv")
     assert planned_jobs(p.stdout + p.stderr) == {}, p.stdout
 
-    # editing the linear method reruns only its quantize/sample/gather/evaluate jobs and the table
+    # editing the linear method reruns only its quantize/sample/gather/evaluate jobs and the table,
+    # not the dataset, trajectories, reference statistics, FP samples or Q-Diffusion
     src = wd / "src/diffcomp/methods/linear.py"
     src.write_text(src.read_text() + "\n# an edit\n")
     p = snakemake(wd, *cfg, "-n", "results/table1.csv")

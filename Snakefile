@@ -16,7 +16,11 @@ from diffcomp.config import ConfigError, parse_config
 from diffcomp.hashing import code_hash
 
 
-configfile: "config/default.yaml"
+# A config file is a complete setting: `--configfile X` replaces the embedded default instead
+# of being merged into it (Snakemake would otherwise deep-merge X into the default's methods).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/default.yaml"
 
 
 try:

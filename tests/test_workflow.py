@@ -1,46 +1,56 @@
-"""The DAG end to end on the micro config, dry runs of every config, and partial reruns."""
+"""The DAG end to end on the micro config (locally and on a real SLURM cluster), dry runs of
+every config, bad configs, and partial reruns after code and config changes."""
 
+import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, needs_fmnist
+from slurm_cluster import slurm_cluster, unavailable_reason
 
 COPY = ["Snakefile", "workflow", "config", "src", "resources", "envs", "tests/configs"]
+MICRO = ["--configfile=tests/configs/micro.yaml"]
+pytestmark = pytest.mark.workflow
 
 
-def make_copy(dst: Path) -> Path:
-    for item in COPY:
-        src = REPO / item
-        target = dst / item
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+def make_copy(dst: Path, src: Path = REPO, extra: tuple[str, ...] = ()) -> Path:
+    for item in COPY + list(extra):
+        s, t = src / item, dst / item
+        if not s.exists():
+            continue
+        if s.is_dir():
+            shutil.copytree(s, t, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
+            t.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(s, t)
     return dst
 
 
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1200)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
 
 
-def planned_jobs(out: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    jobs = {}
+def planned_jobs(p: subprocess.CompletedProcess) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count} ({} when nothing is to be done)."""
+    out = p.stdout + p.stderr
     m = re.search(r"Job stats:\n(.*?)\n\n", out + "\n\n", re.S)
-    if not m:
-        return jobs
-    for line in m.group(1).splitlines()[2:]:
+    jobs = {}
+    for line in (m.group(1).splitlines()[2:] if m else []):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
             jobs[parts[0]] = int(parts[1])
@@ -52,48 +62,147 @@ def repo_copy(tmp_path_factory):
     return make_copy(tmp_path_factory.mktemp("wf"))
 
 
-@pytest.mark.workflow
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_dry_run_of_every_config(repo_copy, config):
-    p = snakemake(repo_copy, "-n", "--configfile", f"config/{config}", "results/table1.csv")
-    assert "table1" in planned_jobs(p.stdout + p.stderr)
+    p = snakemake(repo_copy, "-n", f"--configfile=config/{config}", "results/table1.csv")
+    assert "table1" in planned_jobs(p)
 
 
-@pytest.mark.workflow
 def test_bad_config_stops_before_any_job(repo_copy):
     bad = repo_copy / "bad.yaml"
     bad.write_text((repo_copy / "config/default.yaml").read_text().replace("steps: 10", "steps: -3"))
-    p = snakemake(repo_copy, "-n", "--configfile", "bad.yaml", check=False)
+    p = snakemake(repo_copy, "-n", "--configfile=bad.yaml", check=False)
     assert p.returncode != 0
     assert "invalid config: config key 'sampler.steps': -3 is less than the minimum of 1" in p.stdout + p.stderr
     assert not (repo_copy / "results").exists()
 
 
-@pytest.mark.workflow
+def test_a_config_file_replaces_the_default_instead_of_merging(repo_copy):
+    p = snakemake(repo_copy, "-n", *MICRO, "results/table1.csv")
+    assert planned_jobs(p)["quantize"] == 3  # linear x 2 + qdiffusion W4A8; none of the default's
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    """The micro DAG run once, locally; tests below work on copies of the finished directory."""
+    if not (Path("/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    wd = make_copy(tmp_path_factory.mktemp("micro"))
+    snakemake(wd, *MICRO, "results/table1.csv")
+    return wd
+
+
+def finished_copy(micro_run: Path, tmp_path: Path) -> Path:
+    return make_copy(tmp_path / "wd", src=micro_run, extra=("results", "logs", ".snakemake"))
+
+
 @needs_fmnist
-def test_micro_dag_end_to_end_then_partial_rerun(tmp_path):
-    wd = make_copy(tmp_path)
-    cfg = ["--configfile", "tests/configs/micro.yaml"]
-    snakemake(wd, *cfg, "results/table1.csv")
+def test_micro_dag_end_to_end(micro_run):
+    wd = micro_run
     df = pd.read_csv(wd / "results/table1.csv", index_col=0)
     assert list(df.index) == ["FP (W32A32)", "Linear Quant", "Q-Diffusion"]
     assert list(df.columns) == ["W8A8 FID", "W8A8 sFID", "W8A8 IS", "W4A8 FID", "W4A8 sFID", "W4A8 IS"]
     assert df.drop(index="Q-Diffusion").notna().all().all() and (df.fillna(1) > 0).all().all()
     assert df.loc["Q-Diffusion"].isna().tolist() == [True] * 3 + [False] * 3  # only W4A8 was asked for
     for f in ["results/table1.md", "results/table1.tex", "results/figures/fid_vs_bits.png",
-              "results/grids/fp.png", "results/grids/linear-w4a8.png", "logs/quantize/linear-w4a8.log"]:
+              "results/grids/fp.png", "results/grids/linear-w4a8.png", "logs/quantize/linear-w4a8.log",
+              "results/benchmarks/quantize/qdiffusion-w4a8.tsv"]:
         assert (wd / f).stat().st_size > 0, f
     assert "quantized in" in (wd / "logs/quantize/linear-w4a8.log").read_text()
-
+    rec = yaml.safe_load((wd / "results/metrics/fp.json").read_text())
+    assert rec["protocol"]["n_samples"] == 32 and rec["protocol"]["feature_extractor"] == "fmnist-classifier"
+    assert not list((wd / "results/state/samples").rglob("*.npz"))  # finished shards leave no state
     # nothing to do the second time
-    p = snakemake(wd, *cfg, "-n", "results/table1.csv")
-    assert planned_jobs(p.stdout + p.stderr) == {}, p.stdout
+    assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv")) == {}
 
-    # editing the linear method reruns only its quantize/sample/gather/evaluate jobs and the table,
-    # not the dataset, trajectories, reference statistics, FP samples or Q-Diffusion
+
+@needs_fmnist
+def test_rerun_after_editing_one_method(micro_run, tmp_path):
+    """(a) only that method's quantize/sample/gather/evaluate jobs and the table."""
+    wd = finished_copy(micro_run, tmp_path)
     src = wd / "src/diffcomp/methods/linear.py"
     src.write_text(src.read_text() + "\n# an edit\n")
-    p = snakemake(wd, *cfg, "-n", "results/table1.csv")
-    assert planned_jobs(p.stdout + p.stderr) == {
-        "quantize": 2, "sample_shard": 4, "gather": 2, "evaluate": 2, "table1": 1,
-    }, p.stdout
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
+    assert plan == {"quantize": 2, "sample_shard": 4, "gather": 2, "evaluate": 2, "table1": 1}
+
+
+@needs_fmnist
+def test_rerun_after_changing_one_method_config(micro_run, tmp_path):
+    """(b) a parameter of Q-Diffusion reruns Q-Diffusion only."""
+    wd = finished_copy(micro_run, tmp_path)
+    cfg = wd / "tests/configs/micro.yaml"
+    cfg.write_text(cfg.read_text().replace("iters_w: 2,", "iters_w: 3,"))
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
+    assert plan == {"quantize": 1, "sample_shard": 2, "gather": 1, "evaluate": 1, "table1": 1}
+
+
+@needs_fmnist
+def test_rerun_after_editing_the_metrics(micro_run, tmp_path):
+    """(c) every evaluation and the tables; no training, calibration, quantization or sampling."""
+    wd = finished_copy(micro_run, tmp_path)
+    src = wd / "src/diffcomp/metrics/fidelity.py"
+    src.write_text(src.read_text() + "\n# an edit\n")
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
+    assert plan == {"reference_stats": 1, "evaluate": 4, "table1": 1}
+
+
+@needs_fmnist
+def test_killed_sample_job_resumes_without_recomputing(micro_run, tmp_path):
+    """(d) a sample job killed mid-way keeps its finished batches; the rerun reuses them and the
+    shard equals an uninterrupted run's, bit for bit."""
+    wd = finished_copy(micro_run, tmp_path)
+    cfg = wd / "tests/configs/slow.yaml"
+    raw = yaml.safe_load((wd / "tests/configs/micro.yaml").read_text())
+    raw["sampler"]["steps"] = 20
+    raw["evaluation"]["batch_size"] = 2
+    cfg.write_text(yaml.safe_dump(raw))
+    target = "results/samples/fp/shard-0.npz"
+    state = wd / "results/state/samples/fp/shard-0"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile=tests/configs/slow.yaml", target]
+    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while len(list(state.glob("*/*.npz"))) < 2 and time.time() - t0 < 300 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(state.glob("*/*.npz")))
+    assert 2 <= done < 8, f"the job was not killed mid-way ({done} of 8 batches kept)"
+    assert not (wd / target).exists()
+    snakemake(wd, "--configfile=tests/configs/slow.yaml", "--unlock")  # snakemake itself was killed
+    snakemake(wd, "--configfile=tests/configs/slow.yaml", "--rerun-incomplete", target)
+    log = (wd / "logs/sample/fp/shard-0.log").read_text()
+    assert f"({done * 2} reused from an interrupted run)" in log
+    # the same shard, uninterrupted
+    ref = tmp_path / "ref.npz"
+    env = {**os.environ, "PYTHONPATH": str(wd / "src")}
+    subprocess.run([sys.executable, "-m", "diffcomp.cli", "sample", "--model", "resources/models/fmnist-ddpm",
+                    "--sampler", json.dumps(raw["sampler"]),
+                    "--start", "0", "--end", "16", "--seed", "0", "--batch-size", "2", "--threads", "1", "--out", str(ref),
+                    "--device", "cpu"], cwd=wd, env=env, check=True, capture_output=True)
+    assert np.array_equal(np.load(wd / target)["images"], np.load(ref)["images"])
+
+
+@needs_fmnist
+@pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
+def test_micro_dag_on_a_real_slurm_cluster(micro_run, tmp_path):
+    wd = make_copy(tmp_path / "wd")
+    with slurm_cluster(tmp_path / "slurm") as partition:
+        t0 = time.time()
+        p = snakemake(wd, "--profile", "workflow/profiles/slurm", *MICRO, "--slurm-no-account",
+                      "--slurm-status-command", "squeue", "--default-resources", f"slurm_partition={partition}",
+                      "--jobs", "4", "results/table1.csv")
+        wall = time.time() - t0
+        out = p.stdout + p.stderr
+        ids = re.findall(r"submitted with SLURM jobid (\d+)", out)
+        assert len(ids) >= 20, out[-3000:]
+        states = {}
+        for jid in ids:
+            info = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True).stdout
+            states[jid] = re.search(r"JobState=(\w+)", info).group(1)
+            if "rule_sample_shard" in info or "sample_shard" in info:
+                assert "gres:gpu:1" in info or "gres/gpu=1" in info, info  # the GPU request reached SLURM
+        assert set(states.values()) == {"COMPLETED"}, states
+    print(f"SLURM: {len(ids)} jobs in {wall:.0f} s")
+    local = pd.read_csv(micro_run / "results/table1.csv", index_col=0)
+    remote = pd.read_csv(wd / "results/table1.csv", index_col=0)
+    pd.testing.assert_frame_equal(local, remote, rtol=1e-6)

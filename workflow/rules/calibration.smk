@@ -14,7 +14,7 @@ rule trajectories:
     threads: res("trajectories").threads
     resources:
         mem_mb=res("trajectories").mem_mb,
-        runtime=res("trajectories").runtime,
+        runtime=lambda wc, attempt: res("trajectories").runtime * attempt,
         gpu=res("trajectories").gpu,
     conda:
         "../../" + ENV

@@ -13,7 +13,7 @@ rule dataset:
     threads: 1
     resources:
         mem_mb=res("dataset").mem_mb,
-        runtime=res("dataset").runtime,
+        runtime=lambda wc, attempt: res("dataset").runtime * attempt,
     conda:
         "../../" + ENV
     shell:

@@ -13,7 +13,7 @@ rule reference_stats:
     threads: res("reference").threads
     resources:
         mem_mb=res("reference").mem_mb,
-        runtime=res("reference").runtime,
+        runtime=lambda wc, attempt: res("reference").runtime * attempt,
     conda:
         "../../" + ENV
     shell:
@@ -44,7 +44,7 @@ rule evaluate:
     threads: res("evaluate").threads
     resources:
         mem_mb=res("evaluate").mem_mb,
-        runtime=res("evaluate").runtime,
+        runtime=lambda wc, attempt: res("evaluate").runtime * attempt,
     conda:
         "../../" + ENV
     shell:

@@ -17,7 +17,7 @@ rule train:
     threads: res("train").threads
     resources:
         mem_mb=res("train").mem_mb,
-        runtime=res("train").runtime,
+        runtime=lambda wc, attempt: res("train").runtime * attempt,
         gpu=res("train").gpu,
     conda:
         "../../" + ENV
@@ -38,7 +38,7 @@ rule download:
     threads: 1
     resources:
         mem_mb=res("download").mem_mb,
-        runtime=res("download").runtime,
+        runtime=lambda wc, attempt: res("download").runtime * attempt,
     conda:
         "../../" + ENV
     shell:
@@ -61,7 +61,7 @@ rule train_classifier:
     threads: res("train_classifier").threads
     resources:
         mem_mb=res("train_classifier").mem_mb,
-        runtime=res("train_classifier").runtime,
+        runtime=lambda wc, attempt: res("train_classifier").runtime * attempt,
         gpu=res("train_classifier").gpu,
     conda:
         "../../" + ENV

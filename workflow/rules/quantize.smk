@@ -26,7 +26,7 @@ rule quantize:
     threads: res("quantize").threads
     resources:
         mem_mb=res("quantize").mem_mb,
-        runtime=res("quantize").runtime,
+        runtime=lambda wc, attempt: res("quantize").runtime * attempt,
         gpu=res("quantize").gpu,
     conda:
         "../../" + ENV

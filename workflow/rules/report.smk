@@ -26,7 +26,7 @@ rule table1:
     threads: 1
     resources:
         mem_mb=res("table").mem_mb,
-        runtime=res("table").runtime,
+        runtime=lambda wc, attempt: res("table").runtime * attempt,
     conda:
         "../../" + ENV
     shell:

@@ -27,14 +27,15 @@ rule sample_shard:
     threads: res("sample").threads
     resources:
         mem_mb=res("sample").mem_mb,
-        runtime=res("sample").runtime,
+        runtime=lambda wc, attempt: res("sample").runtime * attempt,
         gpu=res("sample").gpu,
     conda:
         "../../" + ENV
     shell:
         "{DIFFCOMP} sample --model {input.model} {params.quantized} --sampler {params.sampler}"
         " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch}"
-        " --out {output} --device {CFG.device} --threads {threads} 2> {log}"
+        " --out {output} --state-dir results/state/samples/{wildcards.variant}/shard-{wildcards.i}"
+        " --device {CFG.device} --threads {threads} 2> {log}"
 
 
 rule gather:
@@ -52,7 +53,7 @@ rule gather:
     threads: 1
     resources:
         mem_mb=res("gather").mem_mb,
-        runtime=res("gather").runtime,
+        runtime=lambda wc, attempt: res("gather").runtime * attempt,
     conda:
         "../../" + ENV
     shell:

@@ -1,6 +1,7 @@
 # diffcomp: diffusion-model compression, from model to paper-style tables.
 # The config is validated (schema + semantic checks) here, before any job runs.
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -14,7 +15,6 @@ sys.path.insert(0, str(SRC))
 
 from diffcomp.config import ConfigError, parse_config
 from diffcomp.hashing import code_hash
-
 
 # A config file is a complete setting: `--configfile X` replaces the embedded default instead
 # of being merged into it (Snakemake would otherwise deep-merge X into the default's methods).
@@ -32,9 +32,15 @@ except ConfigError as err:
 # under --software-deployment-method conda, else with the python running Snakemake.
 from snakemake.settings.types import DeploymentMethod
 
+# The interpreter, source path and device reach the jobs through the shell prefix (applied again
+# by every Snakemake process that parses this file, e.g. a SLURM job step), not through params,
+# so moving the checkout or the virtual environment triggers no rerun.
 _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-DIFFCOMP = f"PYTHONPATH={SRC} {'python' if _conda else sys.executable} -m diffcomp.cli"
-ENV = "envs/diffcomp.yaml"
+_py = "python" if _conda else sys.executable
+shell.prefix(
+    f"export DIFFCOMP_PY={shlex.quote(_py)} PYTHONPATH={shlex.quote(str(SRC))}:$PYTHONPATH"
+    f" DIFFCOMP_DEVICE={shlex.quote(CFG.device)}; "
+)
 
 
 include: "workflow/rules/common.smk"

@@ -206,3 +206,13 @@ def test_micro_dag_on_a_real_slurm_cluster(micro_run, tmp_path):
     local = pd.read_csv(micro_run / "results/table1.csv", index_col=0)
     remote = pd.read_csv(wd / "results/table1.csv", index_col=0)
     pd.testing.assert_frame_equal(local, remote, rtol=1e-6)
+
+
+def test_lint_and_format_are_clean(repo_copy):
+    p = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0 and "Congratulations" in p.stdout + p.stderr, p.stdout[-3000:]
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    if not snakefmt.exists():
+        pytest.skip("snakefmt is not installed (pip install -e '.[test]')")
+    p = subprocess.run([str(snakefmt), "--check", "Snakefile", "workflow"], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr

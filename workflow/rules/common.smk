@@ -2,6 +2,8 @@
 import dataclasses
 import shlex
 
+from diffcomp.methods import METHODS
+
 
 def shq_json(obj):
     """A config dataclass (defaults filled in) as shell-quoted JSON for a verb; as a param it is
@@ -37,7 +39,9 @@ def method_of(name):
     try:
         return CFG.method(name)
     except KeyError:
-        raise WorkflowError(f"no quantization method instance named {name!r} in the config")
+        raise WorkflowError(
+            f"no quantization method instance named {name!r} in the config"
+        )
 
 
 wildcard_constraints:
@@ -46,3 +50,28 @@ wildcard_constraints:
     w=r"\d+",
     a=r"\d+",
     i=r"\d+",
+
+
+def protocol(w):
+    return json.dumps({"sampler": dataclasses.asdict(CFG.sampler), "seed": CFG.evaluation.seed,
+                       "reference": CFG.evaluation.reference, "dataset": CFG.dataset.name,
+                       "config": CFG.name}, sort_keys=True)  # fmt: skip
+
+
+def quant_code(w):
+    m = method_of(w.name)
+    return code_hash("quant/*.py", "calib/*.py", "methods/__init__.py", "methods/params.py",
+                     METHODS[m.method].source, "cli/quantize.py")  # fmt: skip
+
+
+def table1_bits():
+    seen = []
+    for m in CFG.quantization.methods:
+        for b in m.bits:
+            if b.label not in seen:
+                seen.append(b.label)
+    return seen
+
+
+def quantized_input(w):
+    return [] if w.variant == "fp" else [f"results/quant/{w.variant}.pt"]

@@ -3,18 +3,18 @@ rule dataset:
         train="results/data/train.npz",
         test="results/data/test.npz",
         info="results/data/info.json",
-    params:
-        cfg=shq_json(CFG.dataset),
-        code=code_hash("data/*.py", "cli/data.py"),
     log:
         "logs/dataset.log",
     benchmark:
         "results/benchmarks/dataset.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
     threads: 1
     resources:
         mem_mb=res("dataset").mem_mb,
         runtime=lambda wc, attempt: res("dataset").runtime * attempt,
-    conda:
-        "../../" + ENV
+    params:
+        cfg=shq_json(CFG.dataset),
+        code=code_hash("data/*.py", "cli/data.py"),
     shell:
-        "{DIFFCOMP} prepare-data --cfg {params.cfg} --out-dir results/data 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli prepare-data --cfg {params.cfg} --out-dir results/data 2> {log}"

@@ -1,12 +1,3 @@
-def table1_bits():
-    seen = []
-    for m in CFG.quantization.methods:
-        for b in m.bits:
-            if b.label not in seen:
-                seen.append(b.label)
-    return seen
-
-
 rule table1:
     input:
         expand("results/metrics/{variant}.json", variant=CFG.variants()),
@@ -15,20 +6,22 @@ rule table1:
         md="results/table1.md",
         tex="results/table1.tex",
         figure="results/figures/fid_vs_bits.png",
-    params:
-        methods=shlex.quote(json.dumps([[m.name, m.label] for m in CFG.quantization.methods])),
-        bits=shlex.quote(json.dumps(table1_bits())),
-        code=code_hash("report/tables.py", "cli/table1.py"),
     log:
         "logs/table1.log",
     benchmark:
         "results/benchmarks/table1.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
     threads: 1
     resources:
         mem_mb=res("table").mem_mb,
         runtime=lambda wc, attempt: res("table").runtime * attempt,
-    conda:
-        "../../" + ENV
+    params:
+        methods=shlex.quote(
+            json.dumps([[m.name, m.label] for m in CFG.quantization.methods])
+        ),
+        bits=shlex.quote(json.dumps(table1_bits())),
+        code=code_hash("report/tables.py", "cli/table1.py"),
     shell:
-        "{DIFFCOMP} table1 --metrics {input} --methods {params.methods} --bits {params.bits}"
+        "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input} --methods {params.methods} --bits {params.bits}"
         " --out-stem results/table1 --figure {output.figure} 2> {log}"

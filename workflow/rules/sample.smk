@@ -2,40 +2,44 @@
 # each shard its own job, then one gather job.
 
 
-def quantized_input(w):
-    return [] if w.variant == "fp" else [f"results/quant/{w.variant}.pt"]
-
-
 rule sample_shard:
     input:
         model=fp_model_dir(),
         quantized=quantized_input,
     output:
         "results/samples/{variant}/shard-{i}.npz",
+    log:
+        "logs/sample/{variant}/shard-{i}.log",
+    benchmark:
+        "results/benchmarks/sample/{variant}/shard-{i}.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: res("sample").threads
+    resources:
+        mem_mb=res("sample").mem_mb,
+        runtime=lambda wc, attempt: res("sample").runtime * attempt,
+        gpu=res("sample").gpu,
     params:
         sampler=shq_json(CFG.sampler),
         start=lambda w: shard_range(int(w.i))[0],
         end=lambda w: shard_range(int(w.i))[1],
         seed=CFG.evaluation.seed,
         batch=CFG.evaluation.batch_size,
-        quantized=lambda w, input: f"--quantized {input.quantized}" if input.quantized else "",
-        code=code_hash("models/sampler.py", "models/pipeline.py", "variants.py", "data/fmnist.py", "cli/sample.py"),
-    log:
-        "logs/sample/{variant}/shard-{i}.log",
-    benchmark:
-        "results/benchmarks/sample/{variant}/shard-{i}.tsv"
-    threads: res("sample").threads
-    resources:
-        mem_mb=res("sample").mem_mb,
-        runtime=lambda wc, attempt: res("sample").runtime * attempt,
-        gpu=res("sample").gpu,
-    conda:
-        "../../" + ENV
+        quantized=lambda w, input: (
+            f"--quantized {input.quantized}" if input.quantized else ""
+        ),
+        code=code_hash(
+            "models/sampler.py",
+            "models/pipeline.py",
+            "variants.py",
+            "data/fmnist.py",
+            "cli/sample.py",
+        ),
     shell:
-        "{DIFFCOMP} sample --model {input.model} {params.quantized} --sampler {params.sampler}"
+        "$DIFFCOMP_PY -m diffcomp.cli sample --model {input.model} {params.quantized} --sampler {params.sampler}"
         " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch}"
         " --out {output} --state-dir results/state/samples/{wildcards.variant}/shard-{wildcards.i}"
-        " --device {CFG.device} --threads {threads} 2> {log}"
+        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
 
 
 rule gather:
@@ -44,17 +48,17 @@ rule gather:
     output:
         samples="results/samples/{variant}/samples.npz",
         grid="results/grids/{variant}.png",
-    params:
-        code=code_hash("cli/gather.py", "report/grid.py"),
     log:
         "logs/gather/{variant}.log",
     benchmark:
         "results/benchmarks/gather/{variant}.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
     threads: 1
     resources:
         mem_mb=res("gather").mem_mb,
         runtime=lambda wc, attempt: res("gather").runtime * attempt,
-    conda:
-        "../../" + ENV
+    params:
+        code=code_hash("cli/gather.py", "report/grid.py"),
     shell:
-        "{DIFFCOMP} gather --shards {input} --out {output.samples} --grid {output.grid} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli gather --shards {input} --out {output.samples} --grid {output.grid} 2> {log}"

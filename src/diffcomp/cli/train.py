@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -42,8 +45,11 @@ def run(args) -> None:
     cfg = section(TrainConfig, args.cfg, "model.train")
     images = np.load(args.data)["images"]
     unet, scheduler = build_unet(arch), build_scheduler()
+    # The resume state belongs to this exact setting: a changed config starts afresh.
+    key = hashlib.sha256(json.dumps([arch.__dict__, cfg.__dict__, str(args.data)], sort_keys=True, default=str).encode())
+    state_dir = Path(args.state_dir) / key.hexdigest()[:16] if args.state_dir else None
     t0 = time.time()
-    ema, stats = train_ddpm(unet, scheduler, images, cfg, device=device, state_dir=args.state_dir,
+    ema, stats = train_ddpm(unet, scheduler, images, cfg, device=device, state_dir=state_dir,
                             autocast_dtype=torch.bfloat16 if args.bf16 else None,
                             max_seconds=args.max_minutes * 60 if args.max_minutes else None,
                             compile=args.compile)
@@ -55,7 +61,7 @@ def run(args) -> None:
             arch=arch.__dict__, train_stats=stats, wall_seconds=time.time() - t0,
             parameters=sum(p.numel() for p in ema.parameters()), sha256_unet=sha256_file(weights),
         )
-        import json
-
         (Path(tmp) / "provenance.json").write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
     log.info("saved %s (%.0f s)", args.out, time.time() - t0)

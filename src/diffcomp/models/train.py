@@ -34,6 +34,7 @@ def train_ddpm(
     autocast_dtype: torch.dtype | None = None,
     max_seconds: float | None = None,
     compile: bool = False,
+    stop_at: int | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     """Train ``unet`` to predict the noise added by ``scheduler``; return (EMA model, stats).
 
@@ -41,6 +42,7 @@ def train_ddpm(
     restarted job resumes from it (same data order, so the result matches an uninterrupted run).
     ``max_seconds`` stops early (the steps actually done are in the returned stats);
     ``compile`` runs the forward through ``torch.compile`` (GPU: the small UNet is launch-bound).
+    ``stop_at`` ends this call after that step, as a job killed there would (tests, budgets).
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
@@ -61,6 +63,9 @@ def train_ddpm(
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
         gen.set_state(st["gen"])
+        torch.set_rng_state(st["torch_rng"])  # dropout
+        if device.type == "cuda" and st.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(st["cuda_rng"], device)
         start = st["step"]
         log.info("resumed training from step %d (%s)", start, state_path)
     fwd = torch.compile(unet) if compile else unet
@@ -88,6 +93,8 @@ def train_ddpm(
         _ema_update(ema, unet, cfg.ema_decay)
         losses.append(loss.item() if step % 50 == 0 else None)
         done = step + 1
+        if stop_at is not None and done >= stop_at:
+            break
         if max_seconds is not None and time.time() - t0 > max_seconds:
             log.warning("stopping at step %d of %d: time budget of %.0f s spent", done, cfg.steps, max_seconds)
             break
@@ -98,7 +105,9 @@ def train_ddpm(
             state_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "gen": gen.get_state(), "step": step + 1}, tmp)
+                        "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                        "step": step + 1}, tmp)
             tmp.replace(state_path)
     recent = [v for v in losses[-2000:] if v is not None]
     stats = {"steps": done, "planned_steps": cfg.steps, "resumed_from": start, "seconds": time.time() - t0,

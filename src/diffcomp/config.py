@@ -131,6 +131,30 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True)
+class ReconConfig:
+    """Defaults are Q-Diffusion's (qdiff/block_recon.py and the CIFAR-10 README command):
+    20k AdaRound iterations at batch 32, regulariser weight 0.01, beta 20 -> 2 after a 20%
+    warm-up, Adam lr 1e-3 on the rounding variables, output loss L_2 with inputs from the
+    quantized model; then 5k LSQ iterations at lr 4e-4 with cosine decay, L_2.4 loss, inputs from
+    the FP model."""
+
+    iters_w: int = 20000
+    iters_a: int = 5000
+    batch_size: int = 32
+    round_weight: float = 0.01
+    b_start: float = 20.0
+    b_end: float = 2.0
+    warmup: float = 0.2
+    lr_w: float = 1e-3
+    lr_a: float = 4e-4
+    p_w: float = 2.0
+    p_a: float = 2.4
+    asym_w: bool = True
+    asym_a: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class BitSetting:
     """Weight and activation bit-widths."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import ReconConfig
+
 
 @dataclass(frozen=True)
 class LinearParams:
@@ -23,20 +25,19 @@ class LinearParams:
 
 
 @dataclass(frozen=True)
-class QDiffusionParams:
-    """Q-Diffusion (Li et al., ICCV 2023), its CIFAR-10 settings (repo Xiuyu-Li/q-diffusion):
+class QDiffusionParams(ReconConfig):
+    """Q-Diffusion (Li et al., ICCV 2023), its CIFAR-10 settings (repo Xiuyu-Li/q-diffusion).
+    The reconstruction fields are ``ReconConfig``'s (defaults = the paper's: 20k AdaRound + 5k
+    LSQ iterations, batch 32, ...); on top of them:
 
     * calibration: ``calib_steps`` x ``calib_per_step`` = 20 x 256 inputs uniformly over the
       sampler's steps (README: ``--cali_st 20 --cali_n 256``);
     * ``split``: split shortcut quantization of the layers that receive ``cat([h, skip])``
       (``--split``); the ablation is ``split: false``;
-    * weights: per-channel asymmetric, ``w_init`` 'max' for CIFAR-10 ('mse' for LDM/SD), then
-      AdaRound block reconstruction: ``iters_w`` 20000, batch 32, ``round_weight`` 0.01,
-      beta 20 -> 2 after a 20% warm-up, Adam lr 1e-3, L_2 output loss, inputs from the
-      quantized model;
+    * weights: per-channel asymmetric, ``w_init`` 'max' for CIFAR-10 ('mse' for LDM/SD);
     * activations: per-tensor, ``a_sym`` symmetric (``--a_sym``), ``a_init`` 'max' on CIFAR
       ('mse' for Church/SD), ``running_stat`` for Bedroom/SD, initialised on ``a_init_samples``
-      64 inputs, then LSQ step sizes: ``iters_a`` 5000, lr 4e-4 cosine, L_2.4, inputs from FP;
+      64 inputs before the LSQ step-size reconstruction;
     * attention: q, k, v at the activation bit-width, softmax output at ``sm_bits`` 8, unsigned;
     * every Conv2d/Linear is quantized, first and last layer included (no layer kept FP).
     """
@@ -51,15 +52,3 @@ class QDiffusionParams:
     a_init_samples: int = 64
     sm_bits: int = 8
     quant_attention: bool = True
-    iters_w: int = 20000
-    iters_a: int = 5000
-    batch_size: int = 32
-    round_weight: float = 0.01
-    b_start: float = 20.0
-    b_end: float = 2.0
-    warmup: float = 0.2
-    lr_w: float = 1e-3
-    lr_a: float = 4e-4
-    p_w: float = 2.0
-    p_a: float = 2.4
-    seed: int = 0

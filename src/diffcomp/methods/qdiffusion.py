@@ -11,7 +11,7 @@ from ..calib.selectors import uniform
 from ..calib.trajectories import Trajectories
 from ..config import BitSetting
 from ..quant.calibrate import init_activations, init_weights
-from ..quant.recon import ReconConfig, execution_order, find_units, reconstruct_activations, reconstruct_weights
+from ..quant.recon import execution_order, find_units, reconstruct_activations, reconstruct_weights
 from ..quant.wrap import QuantSpec, quantize_model, set_quant_state, with_split_shortcut
 from .params import QDiffusionParams
 
@@ -41,9 +41,6 @@ def recipe(unet: torch.nn.Module, traj: Trajectories, bits: BitSetting, params: 
     xs, ts = uniform(traj, params.calib_steps, params.calib_per_step, seed=params.seed)
     bs = params.batch_size
     batches = [(xs[i : i + bs].to(device), ts[i : i + bs].to(device)) for i in range(0, len(xs), bs)]
-    cfg = ReconConfig(iters_w=params.iters_w, iters_a=params.iters_a, batch_size=bs, round_weight=params.round_weight,
-                      b_start=params.b_start, b_end=params.b_end, warmup=params.warmup, lr_w=params.lr_w,
-                      lr_a=params.lr_a, p_w=params.p_w, p_a=params.p_a, seed=params.seed)
     units = execution_order(model, find_units(model), lambda m: run_unet(m, batches[0]))
     log.info("%d reconstruction units; split layers: %s", len(units),
              [p for p, c in spec.overrides if "split" in c][:3])
@@ -51,7 +48,7 @@ def recipe(unet: torch.nn.Module, traj: Trajectories, bits: BitSetting, params: 
     # 1. weights: range init, then AdaRound unit by unit (activations unquantized)
     init_weights(model, _INIT[params.w_init])
     set_quant_state(model, weights=True, acts=False)
-    reconstruct_weights(model, fp, batches, run_unet, cfg, device, units)
+    reconstruct_weights(model, fp, batches, run_unet, params, device, units)  # params is a ReconConfig
 
     # 2. activations: range init on a subset, then LSQ step sizes unit by unit
     set_quant_state(model, weights=True, acts=True)
@@ -60,5 +57,5 @@ def recipe(unet: torch.nn.Module, traj: Trajectories, bits: BitSetting, params: 
     init_batches = [(xs[pick[i : i + bs]].to(device), ts[pick[i : i + bs]].to(device)) for i in range(0, len(pick), bs)]
     mode = "running" if params.running_stat else _INIT[params.a_init]
     init_activations(model, batches if params.running_stat else init_batches, run_unet, mode)
-    reconstruct_activations(model, fp, batches, run_unet, cfg, device, units)
+    reconstruct_activations(model, fp, batches, run_unet, params, device, units)
     return model.eval(), spec

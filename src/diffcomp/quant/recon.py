@@ -16,13 +16,13 @@ Q-Diffusion and EDA-DM are configurations of this engine (``ReconConfig``); extr
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from ..config import ReconConfig
 from .adaround import BetaSchedule
 from .attention import QuantAttnProcessor
 from .layer import QuantLayer
@@ -30,30 +30,6 @@ from .layer import QuantLayer
 log = logging.getLogger(__name__)
 
 UNIT_TYPES = ("ResnetBlock2D", "Attention", "BasicTransformerBlock")
-
-
-@dataclass(frozen=True)
-class ReconConfig:
-    """Defaults are Q-Diffusion's (qdiff/block_recon.py and the CIFAR-10 README command):
-    20k AdaRound iterations at batch 32, regulariser weight 0.01, beta 20 -> 2 after a 20%
-    warm-up, Adam lr 1e-3 on the rounding variables, output loss L_2 with inputs from the
-    quantized model; then 5k LSQ iterations at lr 4e-4 with cosine decay, L_2.4 loss, inputs from
-    the FP model."""
-
-    iters_w: int = 20000
-    iters_a: int = 5000
-    batch_size: int = 32
-    round_weight: float = 0.01
-    b_start: float = 20.0
-    b_end: float = 2.0
-    warmup: float = 0.2
-    lr_w: float = 1e-3
-    lr_a: float = 4e-4
-    p_w: float = 2.0
-    p_a: float = 2.4
-    asym_w: bool = True
-    asym_a: bool = False
-    seed: int = 0
 
 
 def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:

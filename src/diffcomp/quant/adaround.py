@@ -8,7 +8,6 @@ beta anneals from 20 to 2 after a 20% warm-up; the hard rounding is ``a >= 0``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -66,7 +65,3 @@ class BetaSchedule:
         rel = (it - begin) / max(self.iters - begin, 1)
         return self.end + (self.start - self.end) * max(0.0, 1.0 - rel)
 
-
-def alpha_for(rest: float) -> float:
-    """The AdaRound variable whose soft rounding is ``rest`` (for tests)."""
-    return -math.log((ZETA - GAMMA) / (rest - GAMMA) - 1)

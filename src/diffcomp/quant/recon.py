@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..config import ReconConfig
 from .adaround import BetaSchedule
-from .attention import QuantAttnProcessor
+from .calibrate import act_quantizers
 from .layer import QuantLayer
 
 log = logging.getLogger(__name__)
@@ -145,15 +145,8 @@ def _unit_layers(module: nn.Module) -> list[QuantLayer]:
 
 
 def _unit_act_scales(module: nn.Module) -> list[nn.Parameter]:
-    params = []
-    for m in module.modules():
-        qs = []
-        if isinstance(m, QuantLayer) and m.quant_acts:
-            qs = [q for q, _ in m.input_parts()]
-        elif isinstance(m, QuantAttnProcessor) and m.quant_acts:
-            qs = [q for _, q in m.act_quantizers()]
-        params += [q.scale for q in qs if isinstance(q.scale, nn.Parameter)]
-    return params
+    """The learnable (LSQ) step sizes of the activation quantizers in use inside ``module``."""
+    return [q.scale for _, q in act_quantizers(module) if isinstance(q.scale, nn.Parameter)]
 
 
 def _optimise(unit: nn.Module, inputs, target: torch.Tensor, params: list[nn.Parameter], iters: int, lr: float,

@@ -48,6 +48,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/calibration.smk"
 include: "workflow/rules/quantize.smk"
+include: "workflow/rules/distill.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
@@ -57,3 +58,4 @@ rule all:
     default_target: True
     input:
         "results/table1.csv",
+        "results/table3.csv" if CFG.distillation.methods else [],

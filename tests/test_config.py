@@ -24,6 +24,21 @@ def test_default_config_parses_with_paper_defaults_filled_in():
         cfg.sampler.steps = 3
 
 
+def test_distillation_chains_and_their_teachers():
+    cfg = parse_config(DEFAULT, check_paths=False)
+    assert cfg.distill_variants()[:4] == ["fp-s8", "fp-s4", "fp-s2", "fp-s1"]
+    assert cfg.distill_variants()[4:] == ["pd-s8", "pd-s4", "pd-s2", "pd-s1", "rdd-s8", "rdd-s4", "rdd-s2", "rdd-s1"]
+    pd = cfg.distill_method("pd")
+    assert pd.teacher_of(8) == ("fp", 16) and pd.teacher_of(4) == ("pd", 8) and pd.teacher_of(1) == ("pd", 2)
+    assert cfg.distill_method("rdd").params["memory_size"] == 20_000  # paper default filled in
+    assert cfg.distillation.sampler(2).skip == "trailing" and cfg.distillation.sampler(2).steps == 2
+    # the paper's protocol: RDD continues from PD's 8-step student
+    raw = copy.deepcopy(DEFAULT)
+    raw["distillation"]["methods"]["rdd"].update(teacher="pd", steps=[4, 2, 1])
+    rdd = parse_config(raw, check_paths=False).distill_method("rdd")
+    assert rdd.teacher_of(4) == ("pd", 8) and rdd.teacher_of(2) == ("rdd", 4)
+
+
 def test_method_instances_share_a_recipe_with_their_own_label_and_bits():
     raw = copy.deepcopy(DEFAULT)
     raw["quantization"]["methods"]["linear_w8"] = {"method": "linear", "label": "Linear (W8 only)", "bits": [{"w": 8, "a": 8}], "calib_steps": 10, "calib_per_step": 64}
@@ -57,6 +72,20 @@ BAD = [
     ("missing model folder", lambda r: r["model"].update(path="resources/models/nope"), "'model.path':"),
     ("bad method instance name", lambda r: r["quantization"]["methods"].update({"Bad-Name": {}}), "'quantization.methods'"),
     ("unknown resource rule", lambda r: r["resources"].update(smaple={"threads": 1}), "'resources'"),
+    ("unknown distillation method", lambda r: r["distillation"]["methods"].update(consistency={}),
+     "'distillation.methods.consistency': unknown distillation method 'consistency'"),
+    ("unknown distillation parameter", lambda r: r["distillation"]["methods"]["rdd"].update(temprature=1.0),
+     "'distillation.methods.rdd.temprature': unknown key"),
+    ("unknown distillation teacher", lambda r: r["distillation"]["methods"]["rdd"].update(teacher="pdd"),
+     "'distillation.methods.rdd.teacher': 'pdd' is neither 'fp' nor a distillation instance"),
+    ("teacher without the needed steps", lambda r: r["distillation"]["methods"]["rdd"].update(teacher="pd"),
+     "'distillation.methods.rdd': its 8-step student needs a 16-step teacher, which 'pd' does not produce"),
+    ("distillation instance named fp", lambda r: r["distillation"]["methods"].update(fp={"method": "pd"}),
+     "'distillation.methods.fp': 'fp' names the FP teacher"),
+    ("zero distillation steps", lambda r: r["distillation"].update(steps=[4, 0]),
+     "'distillation.steps[1]': 0 is less than the minimum of 1"),
+    ("student beyond the schedule", lambda r: r["distillation"].update(steps=[512, 1]),
+     "'distillation.steps': a 512-step student needs a 1024-step teacher"),
 ]
 
 

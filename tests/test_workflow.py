@@ -64,8 +64,9 @@ def repo_copy(tmp_path_factory):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_dry_run_of_every_config(repo_copy, config):
-    p = snakemake(repo_copy, "-n", f"--configfile=config/{config}", "results/table1.csv")
-    assert "table1" in planned_jobs(p)
+    p = snakemake(repo_copy, "-n", f"--configfile=config/{config}", "results/table1.csv", "results/table3.csv")
+    plan = planned_jobs(p)
+    assert "table1" in plan and "table3" in plan
 
 
 def test_bad_config_stops_before_any_job(repo_copy):
@@ -88,7 +89,7 @@ def micro_run(tmp_path_factory):
     if not (Path("/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     wd = make_copy(tmp_path_factory.mktemp("micro"))
-    snakemake(wd, *MICRO, "results/table1.csv")
+    snakemake(wd, *MICRO, "results/table1.csv", "results/table3.csv")
     return wd
 
 
@@ -113,7 +114,27 @@ def test_micro_dag_end_to_end(micro_run):
     assert rec["protocol"]["n_samples"] == 32 and rec["protocol"]["feature_extractor"] == "fmnist-classifier"
     assert not list((wd / "results/state/samples").rglob("*.npz"))  # finished shards leave no state
     # nothing to do the second time
-    assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv")) == {}
+    assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv")) == {}
+
+
+@needs_fmnist
+def test_micro_distillation_table(micro_run):
+    wd = micro_run
+    df = pd.read_csv(wd / "results/table3.csv", index_col=0)
+    assert list(df.index) == ["DDIM (FP teacher)", "PD", "RDD"]
+    assert list(df.columns) == [f"{n} steps {m}" for n in (1, 2) for m in ("FID", "sFID", "IS")]
+    assert df.notna().all().all() and (df > 0).all().all()
+    for name in ["pd", "rdd"]:
+        for n in [1, 2]:
+            prov = json.loads((wd / f"results/distill/{name}/steps{n}/provenance.json").read_text())
+            assert prov["stats"]["student_steps"] == n and prov["stats"]["iterations"] == 4  # 2 x 2 for <= 2 steps
+            assert prov["teacher"] == ("resources/models/fmnist-ddpm" if n == 2 else f"results/distill/{name}/steps2")
+    rec = json.loads((wd / "results/metrics/rdd-s1.json").read_text())
+    assert rec["protocol"]["sampler"]["steps"] == 1 and rec["protocol"]["sampler"]["skip"] == "trailing"
+    assert "Distillation wall time per stage: pd-s2" in (wd / "results/table3.md").read_text()
+    assert (wd / "results/figures/fid_vs_steps.png").stat().st_size > 0
+    assert "iterations in" in (wd / "logs/distill/rdd/steps1.log").read_text()
+    assert not list((wd / "results/state/distill").rglob("*.pt"))  # finished stages leave no state
 
 
 @needs_fmnist
@@ -144,6 +165,16 @@ def test_rerun_after_editing_the_metrics(micro_run, tmp_path):
     src.write_text(src.read_text() + "\n# an edit\n")
     plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
     assert plan == {"reference_stats": 1, "evaluate": 4, "table1": 1}
+
+
+@needs_fmnist
+def test_rerun_after_editing_rdd_losses(micro_run, tmp_path):
+    """(e) RDD's relational losses: only RDD's stages, samples, evaluations and table 3."""
+    wd = finished_copy(micro_run, tmp_path)
+    src = wd / "src/diffcomp/distill/relational.py"
+    src.write_text(src.read_text() + "\n# an edit\n")
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
+    assert plan == {"distill": 2, "sample_shard": 4, "gather": 2, "evaluate": 2, "table3": 1}
 
 
 @needs_fmnist

@@ -193,6 +193,54 @@ class QuantizationConfig:
 
 
 @dataclass(frozen=True)
+class DistillMethodConfig:
+    """One distillation chain: an instance ``name`` (variants ``{name}-s{N}``) of a registered
+    ``method`` (pd, rdd), its table label, the student step counts it produces, and where its
+    first stage's teacher comes from: ``fp`` (the FP model sampled with 2N steps) or another
+    instance's 2N-step student. Stage N's teacher is this chain's own 2N-step student when 2N
+    is among its ``steps``."""
+
+    name: str
+    method: str
+    label: str
+    teacher: str
+    steps: tuple[int, ...]
+    params: Mapping[str, Any]
+
+    def params_json(self) -> str:
+        return json.dumps(dict(self.params), sort_keys=True)
+
+    def teacher_of(self, n: int) -> tuple[str, int]:
+        """(source, steps) of stage n's teacher: ('fp', 2n) or (instance name, 2n)."""
+        return (self.name if 2 * n in self.steps else self.teacher), 2 * n
+
+
+@dataclass(frozen=True)
+class DistillFeatureNet:
+    """The frozen network of RDD's losses (a shipped weights folder)."""
+
+    name: str = "fmnist-classifier"
+    path: str = "resources/models/fmnist-classifier"
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """The distillation grid. Students and the FP teacher row of table 3 are sampled with DDIM
+    (eta 0) on the ``trailing`` grid (PD's: the first step starts at T - 1, every stage halves
+    the steps), x0 clipped to [-1, 1] as in RDD's ``ddim_eval.py``. ``feature_net``: RDD's frozen
+    network; None uses the metrics' ``feature_net`` (the paper trains a separate classifier)."""
+
+    steps: tuple[int, ...] = (8, 4, 2, 1)
+    skip: str = "trailing"
+    clip_x0: bool = True
+    feature_net: DistillFeatureNet | None = None
+    methods: tuple[DistillMethodConfig, ...] = ()
+
+    def sampler(self, steps: int) -> SamplerConfig:
+        return SamplerConfig(name="ddim", steps=steps, eta=0.0, skip=self.skip, clip_x0=self.clip_x0)
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """Samples per variant, shards (seeds are ``seed + image index``), and the reference split."""
 
@@ -225,6 +273,7 @@ class Config:
     evaluation: EvaluationConfig
     resources: Mapping[str, ResourceSpec]
     device: str = "auto"
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
 
     # ---- derived names used by the workflow
     def variants(self) -> list[str]:
@@ -233,6 +282,20 @@ class Config:
         for m in self.quantization.methods:
             out += [f"{m.name}-{b.tag}" for b in m.bits]
         return out
+
+    def distill_variants(self) -> list[str]:
+        """``fp-s{N}`` (the FP teacher with N steps) for every step count, then ``{name}-s{N}``."""
+        d = self.distillation
+        out = [f"fp-s{n}" for n in d.steps] if d.methods else []
+        for m in d.methods:
+            out += [f"{m.name}-s{n}" for n in m.steps]
+        return out
+
+    def distill_method(self, name: str) -> DistillMethodConfig:
+        for m in self.distillation.methods:
+            if m.name == name:
+                return m
+        raise KeyError(name)
 
     def method(self, name: str) -> MethodConfig:
         for m in self.quantization.methods:
@@ -354,6 +417,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
         built = build_dataclass(METHODS[method].params, mraw, f"quantization.methods.{name}")
         methods.append(MethodConfig(name=name, method=method, label=label, bits=bits,
                                     params=types.MappingProxyType(dataclasses.asdict(built))))
+    distillation = _parse_distillation(data.pop("distillation", {}) or {})
     resources = {k: build_dataclass(ResourceSpec, v, f"resources.{k}") for k, v in (data.pop("resources", {}) or {}).items()}
     sections = {
         "dataset": DatasetConfig, "model": ModelConfig, "feature_net": FeatureNetConfig, "sampler": SamplerConfig,
@@ -365,6 +429,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
         device=data.pop("device", "auto"),
         quantization=QuantizationConfig(bits=global_bits, methods=tuple(methods)),
         resources=types.MappingProxyType(resources),
+        distillation=distillation,
         **built,
     )
     if data:
@@ -373,7 +438,57 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
     return cfg
 
 
+def _parse_distillation(raw: Mapping[str, Any]) -> DistillationConfig:
+    from .distill import DISTILLERS
+
+    raw = dict(raw)
+    methods_raw = raw.pop("methods", {}) or {}
+    base = build_dataclass(DistillationConfig, raw, "distillation")
+    methods = []
+    for name, mraw in methods_raw.items():
+        mraw = dict(mraw or {})
+        where = f"distillation.methods.{name}"
+        method = mraw.pop("method", name)
+        if method not in DISTILLERS:
+            key = where + (".method" if method != name else "")
+            raise ConfigError(f"config key '{key}': unknown distillation method {method!r} (known: {', '.join(sorted(DISTILLERS))})")
+        label = mraw.pop("label", DISTILLERS[method].label)
+        teacher = mraw.pop("teacher", "fp")
+        steps = tuple(mraw.pop("steps")) if "steps" in mraw else base.steps
+        built = build_dataclass(DISTILLERS[method].params, mraw, where)
+        methods.append(DistillMethodConfig(name=name, method=method, label=label, teacher=teacher, steps=steps,
+                                           params=types.MappingProxyType(dataclasses.asdict(built))))
+    return dataclasses.replace(base, methods=tuple(methods))
+
+
+def _check_distillation(cfg: Config) -> None:
+    d = cfg.distillation
+    for where, steps in [("distillation.steps", d.steps)] + [(f"distillation.methods.{m.name}.steps", m.steps) for m in d.methods]:
+        if len(set(steps)) != len(steps):
+            raise ConfigError(f"config key '{where}': repeated step count")
+        for n in steps:
+            if 2 * n > 1000:
+                raise ConfigError(f"config key '{where}': a {n}-step student needs a {2 * n}-step teacher, more than the model's 1000 timesteps")
+    names = {m.name for m in d.methods}
+    for m in d.methods:
+        where = f"distillation.methods.{m.name}"
+        if m.name == "fp":
+            raise ConfigError(f"config key '{where}': 'fp' names the FP teacher; choose another instance name")
+        if m.teacher != "fp" and m.teacher not in names:
+            raise ConfigError(f"config key '{where}.teacher': {m.teacher!r} is neither 'fp' nor a distillation instance ({', '.join(sorted(names))})")
+        if m.teacher == m.name:
+            raise ConfigError(f"config key '{where}.teacher': a chain cannot be its own first teacher")
+        for n in m.steps:
+            src, tn = m.teacher_of(n)
+            if src != "fp" and tn not in cfg.distill_method(src).steps:
+                raise ConfigError(f"config key '{where}': its {n}-step student needs a {tn}-step teacher, which "
+                                  f"{src!r} does not produce (its steps: {list(cfg.distill_method(src).steps)})")
+    # No cycle check is needed: a teacher always has twice the steps of its student, and every
+    # chain's step list is finite, so following teachers ends at the FP model.
+
+
 def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
+    _check_distillation(cfg)
     ev = cfg.evaluation
     if ev.shard_size > ev.n_samples:
         raise ConfigError(f"config key 'evaluation.shard_size': {ev.shard_size} is larger than evaluation.n_samples ({ev.n_samples})")
@@ -411,6 +526,10 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         p = _resolve(cfg.feature_net.path, base)
         if not (p / "model.safetensors").is_file():
             raise ConfigError(f"config key 'feature_net.path': {p} holds no model.safetensors")
+    if cfg.distillation.feature_net is not None:
+        p = _resolve(cfg.distillation.feature_net.path, base)
+        if not (p / "model.safetensors").is_file():
+            raise ConfigError(f"config key 'distillation.feature_net.path': {p} holds no model.safetensors")
 
 
 def load_config(path: str | Path, check_paths: bool = True) -> Config:

@@ -1,7 +1,9 @@
 # Helpers shared by the rules: resolved config sections, resources, paths.
 import dataclasses
+import re
 import shlex
 
+from diffcomp.distill import DISTILLERS
 from diffcomp.methods import METHODS
 
 
@@ -44,8 +46,60 @@ def method_of(name):
         )
 
 
+def distill_of(name):
+    try:
+        return CFG.distill_method(name)
+    except KeyError:
+        raise WorkflowError(f"no distillation instance named {name!r} in the config")
+
+
+def distill_teacher(w):
+    """Stage N's teacher: the chain's own 2N-step student, the FP model, or another chain's."""
+    src, n = distill_of(w.name).teacher_of(int(w.n))
+    return fp_model_dir() if src == "fp" else f"results/distill/{src}/steps{n}"
+
+
+def distill_feature_net():
+    d = CFG.distillation.feature_net
+    if d is None:
+        return CFG.feature_net.name, feature_net_dir()
+    return d.name, d.path
+
+
+def distill_features_input(w):
+    uses = DISTILLERS[distill_of(w.name).method].uses_features
+    return [distill_feature_net()[1]] if uses else []
+
+
+def distill_code(w):
+    return code_hash(*DISTILLERS[distill_of(w.name).method].sources, "models/pipeline.py",
+                     "cli/distill.py")  # fmt: skip
+
+
+def split_variant(variant):
+    """('fp' | method instance | distillation instance, kind 'fp' | 'quant' | 'distill', steps)."""
+    m = re.fullmatch(r"(.+)-s(\d+)", variant)
+    if m:
+        return m.group(1), "distill", int(m.group(2))
+    return variant.split("-")[0], ("fp" if variant == "fp" else "quant"), None
+
+
+def variant_model(w):
+    name, kind, n = split_variant(w.variant)
+    if kind == "distill" and name != "fp":
+        return f"results/distill/{name}/steps{n}"
+    return fp_model_dir()
+
+
+def variant_sampler(variant):
+    """The sampler of a variant: the config's, or the distillation grid with N steps."""
+    name, kind, n = split_variant(variant)
+    return CFG.distillation.sampler(n) if kind == "distill" else CFG.sampler
+
+
 wildcard_constraints:
-    variant=r"fp|[a-z][a-z0-9_]*-w\d+a\d+",
+    variant=r"fp|[a-z][a-z0-9_]*-w\d+a\d+|[a-z][a-z0-9_]*-s\d+",
+    n=r"\d+",
     name=r"[a-z][a-z0-9_]*",
     w=r"\d+",
     a=r"\d+",
@@ -53,7 +107,7 @@ wildcard_constraints:
 
 
 def protocol(w):
-    return json.dumps({"sampler": dataclasses.asdict(CFG.sampler), "seed": CFG.evaluation.seed,
+    return json.dumps({"sampler": dataclasses.asdict(variant_sampler(w.variant)), "seed": CFG.evaluation.seed,
                        "reference": CFG.evaluation.reference, "dataset": CFG.dataset.name,
                        "config": CFG.name}, sort_keys=True)  # fmt: skip
 
@@ -74,4 +128,9 @@ def table1_bits():
 
 
 def quantized_input(w):
-    return [] if w.variant == "fp" else [f"results/quant/{w.variant}.pt"]
+    return [f"results/quant/{w.variant}.pt"] if split_variant(w.variant)[1] == "quant" else []
+
+
+def table3_steps():
+    d = CFG.distillation
+    return sorted(set(d.steps).union(*[m.steps for m in d.methods]))

@@ -25,3 +25,38 @@ rule table1:
     shell:
         "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input} --methods {params.methods} --bits {params.bits}"
         " --out-stem results/table1 --figure {output.figure} 2> {log}"
+
+
+rule table3:
+    input:
+        metrics=expand("results/metrics/{variant}.json", variant=CFG.distill_variants()),
+        students=expand(
+            "results/distill/{name_n}",
+            name_n=[
+                f"{m.name}/steps{n}" for m in CFG.distillation.methods for n in m.steps
+            ],
+        ),
+    output:
+        csv="results/table3.csv",
+        md="results/table3.md",
+        tex="results/table3.tex",
+        figure="results/figures/fid_vs_steps.png",
+    log:
+        "logs/table3.log",
+    benchmark:
+        "results/benchmarks/table3.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("table").mem_mb,
+        runtime=lambda wc, attempt: res("table").runtime * attempt,
+    params:
+        rows=shlex.quote(
+            json.dumps([[m.name, m.label] for m in CFG.distillation.methods])
+        ),
+        steps=shlex.quote(json.dumps(table3_steps())),
+        code=code_hash("report/tables.py", "cli/table3.py"),
+    shell:
+        "$DIFFCOMP_PY -m diffcomp.cli table3 --metrics {input.metrics} --students {input.students}"
+        " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --figure {output.figure} 2> {log}"

@@ -4,7 +4,7 @@
 
 rule sample_shard:
     input:
-        model=fp_model_dir(),
+        model=variant_model,
         quantized=quantized_input,
     output:
         "results/samples/{variant}/shard-{i}.npz",
@@ -20,7 +20,7 @@ rule sample_shard:
         runtime=lambda wc, attempt: res("sample").runtime * attempt,
         gpu=res("sample").gpu,
     params:
-        sampler=shq_json(CFG.sampler),
+        sampler=lambda w: shq_json(variant_sampler(w.variant)),
         start=lambda w: shard_range(int(w.i))[0],
         end=lambda w: shard_range(int(w.i))[1],
         seed=CFG.evaluation.seed,

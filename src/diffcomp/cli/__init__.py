@@ -16,10 +16,12 @@ VERBS = {
     "reference-stats": "reference",
     "trajectories": "trajectories",
     "quantize": "quantize",
+    "distill": "distill",
     "sample": "sample",
     "gather": "gather",
     "evaluate": "evaluate",
     "table1": "table1",
+    "table3": "table3",
     "check-config": "check_config",
 }
 

@@ -20,7 +20,10 @@ def ddim_timesteps(num_train_timesteps: int, steps: int, skip: str = "uniform") 
     """The model timesteps visited by DDIM, noisiest first.
 
     ``uniform``: ``range(0, T, T // steps)``; ``quad``: ``(linspace(0, sqrt(0.8 T), steps))**2``
-    (the two skip types of the DDIM code that Q-Diffusion uses).
+    (the two skip types of the DDIM code that Q-Diffusion uses); ``trailing``:
+    ``round(k T / steps) - 1`` for k = steps..1, the grid of progressive distillation (its first
+    step starts at the noisiest timestep T - 1, and the grid for N steps is every other point of
+    the grid for 2N steps, so a student's step spans exactly two of its teacher's).
     """
     if steps < 1 or steps > num_train_timesteps:
         raise ValueError(f"steps must be in 1..{num_train_timesteps}, got {steps}")
@@ -32,8 +35,10 @@ def ddim_timesteps(num_train_timesteps: int, steps: int, skip: str = "uniform") 
         # for 100 steps); a step between equal timesteps leaves x unchanged but is kept, so the
         # number of model evaluations matches the paper's protocol.
         seq = [int(s) for s in np.linspace(0, np.sqrt(num_train_timesteps * 0.8), steps) ** 2]
+    elif skip == "trailing":
+        seq = [int(np.floor(k * num_train_timesteps / steps + 0.5)) - 1 for k in range(1, steps + 1)]
     else:
-        raise ValueError(f"unknown skip type {skip!r}; expected 'uniform' or 'quad'")
+        raise ValueError(f"unknown skip type {skip!r}; expected 'uniform', 'quad' or 'trailing'")
     return seq[::-1]
 
 

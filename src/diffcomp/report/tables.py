@@ -45,6 +45,41 @@ def table1(records: dict[str, dict], methods: Sequence[tuple[str, str]], bits: S
     return pd.DataFrame(rows).set_index("Method")
 
 
+FP_TEACHER_LABEL = "DDIM (FP teacher)"
+
+
+def table3(records: dict[str, dict], rows: Sequence[tuple[str, str]], steps: Sequence[int]) -> pd.DataFrame:
+    """Rows = the FP teacher sampled with N DDIM steps, then every distillation instance;
+    columns = ``"{N} steps {metric}"`` (variants ``fp-s{N}`` and ``{name}-s{N}``)."""
+    out = []
+    for name, label in [("fp", FP_TEACHER_LABEL), *rows]:
+        row = {"Method": label}
+        for n in steps:
+            rec = records.get(f"{name}-s{n}")
+            for key, col in METRIC_COLUMNS:
+                row[f"{n} steps {col}"] = rec["metrics"].get(key) if rec else None
+        out.append(row)
+    return pd.DataFrame(out).set_index("Method")
+
+
+def distill_caption(records: dict[str, dict], wall_seconds: dict[str, float]) -> str:
+    """The protocol of table 3 and the wall time of every distillation stage."""
+    protos = [r["protocol"] for r in records.values()]
+    if not protos:
+        return ""
+    p = protos[0]
+    s = p.get("sampler", {})
+    ns = sorted({q["n_samples"] for q in protos})
+    times = "; ".join(f"{k} {v:.0f} s" for k, v in wall_seconds.items())
+    return (
+        f"Feature extractor: {p.get('feature_extractor')}; samples per variant: {', '.join(map(str, ns))}; "
+        f"reference: {p.get('reference', '?')} ({p.get('n_reference')} images); sampler: DDIM eta 0 on the "
+        f"{s.get('skip', '?')} grid, x0 clipped: {s.get('clip_x0', '?')}; seeds: {p.get('seed', '?')} + image index. "
+        "Every student was distilled stage by stage from the FP model (teacher of a stage: the 2N-step model). "
+        f"FID/sFID lower is better, IS higher is better. Distillation wall time per stage: {times or 'n/a'}."
+    )
+
+
 def protocol_caption(records: dict[str, dict]) -> str:
     protos = [r["protocol"] for r in records.values()]
     if not protos:
@@ -94,6 +129,31 @@ def fid_vs_bits_figure(records: dict[str, dict], methods: Sequence[tuple[str, st
         ax.legend()
     ax.set_yscale("log")
     ax.set_title("FID vs bit-width")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def fid_vs_steps_figure(records: dict[str, dict], rows: Sequence[tuple[str, str]], steps: Sequence[int],
+                        path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for (name, label), style in zip([("fp", FP_TEACHER_LABEL), *rows], ["k--o", "-o", "-s", "-^", "-v", "-D"]):
+        pts = [(n, records[f"{name}-s{n}"]["metrics"]["fid"]) for n in steps if f"{name}-s{n}" in records]
+        if pts:
+            ax.plot(*zip(*pts), style, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(steps), [str(n) for n in steps])
+    ax.set_yscale("log")
+    ax.set_xlabel("sampling steps")
+    ax.set_ylabel("FID")
+    ax.set_title("FID vs sampling steps")
+    ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -1,0 +1,83 @@
+"""Distil a teacher diffusers folder into a student that samples with half its steps (PD or RDD)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import build_dataclass
+from ..io import atomic_path
+from ..provenance import provenance, sha256_file
+from .common import pick_device, set_threads
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--teacher", required=True, help="teacher diffusers folder (the FP model or a previous stage)")
+    p.add_argument("--steps", type=int, required=True, help="the student's sampling steps N (teacher: 2N)")
+    p.add_argument("--method", required=True, help="pd | rdd")
+    p.add_argument("--params", default=None, help="the method's parameters as JSON")
+    p.add_argument("--data", required=True, help="train.npz from prepare-data")
+    p.add_argument("--feature-net", default=None, help="weights folder of the frozen feature network (rdd)")
+    p.add_argument("--feature-net-name", default="fmnist-classifier")
+    p.add_argument("--out", required=True, help="student diffusers folder")
+    p.add_argument("--state-dir", default=None, help="resume state (kept across retries)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile teacher and student (GPU)")
+
+
+def run(args) -> None:
+    import torch
+    from diffusers import DDPMScheduler
+
+    from ..distill import DISTILLERS
+    from ..distill.features import load_feature_net
+    from ..distill.stage import distill_stage
+    from ..models.pipeline import _subfolder, load_pipeline, save_pipeline
+
+    if args.method not in DISTILLERS:
+        raise SystemExit(f"unknown distillation method {args.method!r} (known: {', '.join(sorted(DISTILLERS))})")
+    entry = DISTILLERS[args.method]
+    params = build_dataclass(entry.params, json.loads(args.params) if args.params else {}, f"distillation.{args.method}")
+    set_threads(args.threads)
+    device = pick_device(args.device)
+    if device.startswith("cuda"):
+        # The x0 of an epsilon model at the noisiest step is eps error / sqrt(alphas_cumprod[T-1])
+        # (x 150 here): TF32 convolutions would put 1e-3 relative noise into the PD targets.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    features = None
+    if entry.uses_features:
+        if not args.feature_net:
+            raise SystemExit(f"{args.method} needs --feature-net")
+        features = load_feature_net(args.feature_net_name, args.feature_net)
+    teacher = load_pipeline(args.teacher)
+    teacher_root = Path(args.teacher)
+    weights = teacher_root / (_subfolder(teacher_root, "unet") or "") / "diffusion_pytorch_model.safetensors"
+    images = np.load(args.data)["images"]
+    key = hashlib.sha256(json.dumps([args.method, params.__dict__, args.steps, sha256_file(weights) if weights.exists() else
+                                     str(teacher_root), str(args.data), args.feature_net, device], sort_keys=True).encode())
+    state_dir = Path(args.state_dir) / key.hexdigest()[:16] if args.state_dir else None
+    t0 = time.time()
+    student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, params, features=features,
+                                   device=device, state_dir=state_dir, compile=args.compile)
+    scheduler = DDPMScheduler.from_pretrained(teacher_root, subfolder=_subfolder(teacher_root, "scheduler"))
+    with atomic_path(args.out, suffix="") as tmp:
+        save_pipeline(student, scheduler, tmp)
+        rec = provenance(what=f"{entry.label} student sampling with {args.steps} trailing DDIM steps, distilled from "
+                              f"{args.teacher} at {2 * args.steps} steps by `diffcomp distill`",
+                         teacher=str(args.teacher), feature_net=args.feature_net, stats=stats, wall_seconds=time.time() - t0,
+                         sha256_unet=sha256_file(Path(tmp) / "unet" / "diffusion_pytorch_model.safetensors"))
+        (Path(tmp) / "provenance.json").write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    log.info("%s -> %d steps: %d iterations in %.1f s, final losses %s", args.method, args.steps,
+             stats["iterations"], stats["seconds"], stats["final_losses"])

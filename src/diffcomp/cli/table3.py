@@ -1,0 +1,39 @@
+"""Table 3 (FP teacher with DDIM, PD, RDD x 1/2/4/8 steps x FID/sFID/IS) as csv/md/tex, and the
+FID-vs-steps figure."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..io import read_json
+from ..report.tables import distill_caption, fid_vs_steps_figure, load_metrics, table3, write_table
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--metrics", nargs="+", required=True, help="evaluate's JSON files")
+    p.add_argument("--students", nargs="*", default=[], help="distill's output folders (wall times)")
+    p.add_argument("--rows", required=True, help='JSON list of [name, label], e.g. [["pd", "PD"]]')
+    p.add_argument("--steps", required=True, help="JSON list of step counts, e.g. [1, 2, 4, 8]")
+    p.add_argument("--out-stem", required=True, help="writes STEM.csv, STEM.md, STEM.tex")
+    p.add_argument("--figure", default=None)
+
+
+def run(args) -> None:
+    records = load_metrics(args.metrics)
+    rows = [tuple(r) for r in json.loads(args.rows)]
+    steps = [int(n) for n in json.loads(args.steps)]
+    wall = {}
+    for d in args.students:
+        prov = Path(d) / "provenance.json"
+        if prov.exists():
+            wall[f"{Path(d).parent.name}-s{Path(d).name.removeprefix('steps')}"] = float(read_json(prov)["wall_seconds"])
+    df = table3(records, rows, steps)
+    write_table(df, args.out_stem, "Table 3: few-step students (progressive distillation, RDD)",
+                distill_caption(records, wall))
+    if args.figure:
+        fid_vs_steps_figure(records, rows, steps, args.figure)
+    log.info("\n%s", df.to_string())

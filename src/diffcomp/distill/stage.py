@@ -1,0 +1,182 @@
+"""One stage of progressive distillation: a teacher sampling with 2N DDIM steps -> a student
+that samples with N (PD's loss, or RDD's relational losses in a frozen feature network's space).
+
+Resumable: with ``state_dir`` the student, optimisers, LR schedule, RNG states and RDD's memory
+queue are kept there every ``checkpoint_every`` iterations; a restarted job continues from the
+last checkpoint with the same data order.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .params import PDParams, RDDParams
+from .relational import MemoryRelationLoss, feature_kl, pixel_relation_kl
+from .targets import coefficients, pd_loss, pd_target, stage_times
+
+log = logging.getLogger(__name__)
+
+
+class PDObjective(nn.Module):
+    """max(MSE_x0, MSE_eps) against the PD target."""
+
+    def __init__(self, params: PDParams):
+        super().__init__()
+        self.params = params
+
+    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, _ = pd_loss(eps_s, z, x_target, a, s)
+        return loss, {"mse": loss.item()}
+
+
+class RDDObjective(nn.Module):
+    """RDD's loss: feature KL + pixel relation KL + memory relation KL (+ optional PD MSE), on the
+    student's x0 estimate and the PD target, both through the frozen ``features`` network."""
+
+    def __init__(self, params: RDDParams, features: nn.Module, channels: int):
+        super().__init__()
+        self.params = params
+        self.features = features
+        self.memory = MemoryRelationLoss(channels, params.memory_size, params.memory_update, params.anchors,
+                                         params.contrast_temperature, params.kd_temperature, seed=params.seed)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return list(self.memory.head.parameters())
+
+    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, float]]:
+        p = self.params
+        mse, x0_s = pd_loss(eps_s, z, x_target, a, s)
+        with torch.no_grad():
+            map_t, vec_t = self.features(x_target)
+        map_s, vec_s = self.features(x0_s)
+        parts = {
+            "feature": feature_kl(vec_s, vec_t, p.temperature),
+            "intra": pixel_relation_kl(map_s, map_t, p.intra_temperature),
+            "memory": self.memory(map_s, map_t),
+            "mse": mse,
+        }
+        weights = {"feature": p.feature_weight, "intra": p.intra_weight, "memory": p.memory_weight, "mse": p.mse_weight}
+        loss = sum(weights[k] * v for k, v in parts.items() if weights[k] != 0)
+        return loss, {k: v.item() for k, v in parts.items()}
+
+
+def _eps(unet: nn.Module):
+    return lambda z, t: unet(z, t).sample
+
+
+def distill_stage(
+    teacher: nn.Module,
+    images_u8: np.ndarray,
+    alphas_cumprod: torch.Tensor,
+    student_steps: int,
+    params: PDParams,
+    features: nn.Module | None = None,
+    device: str | torch.device = "cpu",
+    state_dir: str | Path | None = None,
+    stop_at: int | None = None,
+    compile: bool = False,
+) -> tuple[nn.Module, dict]:
+    """Distil ``teacher`` (an epsilon-prediction UNet sampled with 2N trailing DDIM steps) into a
+    student initialised from it that matches it with N = ``student_steps`` steps.
+
+    ``params`` is ``PDParams`` (PD) or ``RDDParams`` (RDD, needs ``features``). ``stop_at`` ends
+    the call after that iteration, as a job killed there would (tests). Returns (student, stats).
+    """
+    device = torch.device(device)
+    rdd = isinstance(params, RDDParams)
+    if rdd and features is None:
+        raise ValueError("RDD needs a feature network")
+    iters = params.stage_iters(student_steps)
+    T = int(alphas_cumprod.shape[0])
+    if 2 * student_steps > T:
+        raise ValueError(f"a {student_steps}-step student needs a teacher of {2 * student_steps} <= {T} steps")
+    torch.manual_seed(params.seed)
+    data = torch.from_numpy(images_u8).to(device).float().div(127.5).sub(1.0)
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    student = copy.deepcopy(teacher).requires_grad_(True)
+    student.eval()  # PD trains without dropout; the UNet has no other train-mode behaviour
+    if rdd:
+        objective = RDDObjective(params, features.to(device), features.channels).to(device)
+    else:
+        objective = PDObjective(params).to(device)
+    opt = torch.optim.Adam(student.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters)
+    head_opt = torch.optim.Adam(objective.trainable(), lr=params.lr, weight_decay=params.weight_decay) if rdd else None
+    ac = alphas_cumprod.to(device=device, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(params.seed)
+    state_path = Path(state_dir) / "stage_state.pt" if state_dir else None
+    start = 0
+    if state_path is not None and state_path.exists():
+        st = torch.load(state_path, map_location=device, weights_only=False)
+        student.load_state_dict(st["student"])
+        objective.load_state_dict(st["objective"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        if head_opt is not None:
+            head_opt.load_state_dict(st["head_opt"])
+            objective.memory.gen.set_state(st["memory_gen"])
+        gen.set_state(st["gen"])
+        start = st["step"]
+        log.info("resumed distillation from iteration %d (%s)", start, state_path)
+    teacher_fn = _eps(torch.compile(teacher) if compile else teacher)
+    student_fwd = torch.compile(student) if compile else student
+    t0 = time.time()
+    history: list[dict[str, float]] = []
+    done = start
+    B = params.batch_size
+    for step in tqdm(range(start, iters), initial=start, total=iters, desc=f"distill -> {student_steps} steps", mininterval=5):
+        idx = torch.randint(0, data.shape[0], (B,), generator=gen)
+        x0 = data[idx.to(device)]
+        if params.hflip:
+            flip = (torch.rand(B, generator=gen) < 0.5).to(device)
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        k = torch.randint(1, student_steps + 1, (B,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t, t_mid, t_end = (v.to(device) for v in stage_times(T, student_steps, k))
+        a, s = coefficients(ac, t)
+        z = (a * x0.double() + s * noise.double()).float()
+        x_target = pd_target(teacher_fn, z, t, t_mid, t_end, ac, params.clip_teacher_x0)
+        eps_s = student_fwd(z, t).sample
+        loss, parts = objective(eps_s, z, x_target, a, s)
+        opt.zero_grad(set_to_none=True)
+        if head_opt is not None:
+            head_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), params.grad_clip)
+        opt.step()
+        if head_opt is not None:
+            head_opt.step()
+        sched.step()
+        history.append({"loss": loss.item(), **parts})
+        done = step + 1
+        if done % max(1, min(100, iters // 10)) == 0:
+            recent = history[-50:]
+            log.info("iteration %d/%d: %s", done, iters,
+                     ", ".join(f"{k} {np.mean([h[k] for h in recent]):.4g}" for k in recent[0]))
+        if stop_at is not None and done >= stop_at:
+            break
+        if state_path is not None and done % params.checkpoint_every == 0 and done < iters:
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"student": student.state_dict(), "objective": objective.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "head_opt": head_opt.state_dict() if head_opt else None,
+                        "memory_gen": objective.memory.gen.get_state() if rdd else None,
+                        "gen": gen.get_state(), "step": done}, tmp)
+            tmp.replace(state_path)
+    tail = history[-max(1, len(history) // 10):]
+    stats = {
+        "method": "rdd" if rdd else "pd", "student_steps": student_steps, "teacher_steps": 2 * student_steps,
+        "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": time.time() - t0,
+        "final_losses": {k: float(np.mean([h[k] for h in tail])) for k in tail[0]} if tail else {},
+        "params": asdict(params),
+    }
+    return student.cpu().requires_grad_(False), stats

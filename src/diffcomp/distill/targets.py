@@ -1,0 +1,84 @@
+"""Progressive distillation's target and loss for an epsilon-prediction model, as pure functions.
+
+Notation: z_t = a_t x + s_t eps with a_t = sqrt(alphas_cumprod[t]), s_t = sqrt(1 - alphas_cumprod[t]);
+timestep -1 stands for the clean image (a = 1, s = 0). A DDIM step (eta 0) from t to u with an
+x0 estimate x^ moves z_u = a_u x^ + s_u (z_t - a_t x^) / s_t.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def coefficients(alphas_cumprod: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a_t, s_t) per sample as (B, 1, 1, 1) float64 tensors; t == -1 gives (1, 0)."""
+    ac = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod]).to(torch.float64)
+    a2 = ac.to(t.device)[t + 1].view(-1, 1, 1, 1)
+    return a2.sqrt(), (1 - a2).clamp(min=0).sqrt()
+
+
+def x0_from_eps(z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return ((z - s * eps) / a).to(z.dtype)
+
+
+def eps_from_x0(z: torch.Tensor, x0: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return ((z - a * x0) / s).to(z.dtype)
+
+
+def ddim_move(z: torch.Tensor, x0: torch.Tensor, a: torch.Tensor, s: torch.Tensor,
+              a_to: torch.Tensor, s_to: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM step from (z at a, s) with x0 estimate ``x0`` to (a_to, s_to)."""
+    return (a_to * x0 + s_to * (z - a * x0) / s).to(z.dtype)
+
+
+@torch.no_grad()
+def pd_target(teacher: EpsFn, z: torch.Tensor, t: torch.Tensor, t_mid: torch.Tensor, t_end: torch.Tensor,
+              alphas_cumprod: torch.Tensor, clip_x0: bool = False) -> torch.Tensor:
+    """The x0 target x~ of progressive distillation (Salimans & Ho, Algorithm 2).
+
+    The teacher takes two DDIM steps t -> t_mid -> t_end from ``z``; x~ is the x0 for which one
+    DDIM step t -> t_end from ``z`` lands exactly where the teacher did:
+    x~ = (z'' - (s'' / s) z) / (a'' - (s'' / s) a). With ``clip_x0`` the teacher's x0 estimates are
+    clipped to [-1, 1] as the sampler clips them.
+    """
+    a, s = coefficients(alphas_cumprod, t)
+    a1, s1 = coefficients(alphas_cumprod, t_mid)
+    a2, s2 = coefficients(alphas_cumprod, t_end)
+    z64 = z.double()
+    x = x0_from_eps(z64, teacher(z, t).double(), a, s)
+    if clip_x0:
+        x = x.clamp(-1, 1)
+    z1 = ddim_move(z64, x, a, s, a1, s1)
+    x1 = x0_from_eps(z1, teacher(z1.to(z.dtype), t_mid).double(), a1, s1)
+    if clip_x0:
+        x1 = x1.clamp(-1, 1)
+    z2 = ddim_move(z1, x1, a1, s1, a2, s2)
+    ratio = s2 / s
+    return ((z2 - ratio * z64) / (a2 - ratio * a)).to(z.dtype)
+
+
+def pd_loss(eps_student: torch.Tensor, z: torch.Tensor, x_target: torch.Tensor,
+            a: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean over the batch of max(MSE_x0, MSE_eps) per sample; also returns the student's x0."""
+    a, s = a.to(z.dtype), s.to(z.dtype)
+    x0 = (z - s * eps_student) / a
+    eps_target = (z - a * x_target) / s
+    mse_x0 = (x0 - x_target).pow(2).flatten(1).mean(1)
+    mse_eps = (eps_student - eps_target).pow(2).flatten(1).mean(1)
+    return torch.maximum(mse_x0, mse_eps).mean(), x0
+
+
+def stage_times(num_train_timesteps: int, student_steps: int, k: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Model timesteps (t, t_mid, t_end) of student step ``k`` in 1..N (N = ``student_steps``):
+    the teacher's 2N-step trailing grid g(j) = round(j T / 2N) - 1 (g(0) = -1, the clean image)
+    at j = 2k, 2k - 1, 2k - 2. Student step k spans exactly teacher steps 2k and 2k - 1."""
+    m = 2 * student_steps
+
+    def g(j: torch.Tensor) -> torch.Tensor:
+        return torch.floor(j.double() * num_train_timesteps / m + 0.5).long() - 1
+
+    return g(2 * k), g(2 * k - 1), g(2 * k - 2)

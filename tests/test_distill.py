@@ -1,0 +1,202 @@
+"""Progressive distillation's target and RDD's relational losses: exact math on models whose
+output is known, zero/positive/gradient properties, the memory queue, and a resumable stage."""
+
+import numpy as np
+import pytest
+import torch
+
+from diffcomp.config import SamplerConfig
+from diffcomp.distill.params import PDParams, RDDParams
+from diffcomp.distill.relational import (
+    MemoryRelationLoss,
+    PixelMemory,
+    anchor_relation_kl,
+    feature_kl,
+    pixel_relation_kl,
+)
+from diffcomp.distill.targets import coefficients, pd_loss, pd_target, stage_times
+from diffcomp.models.sampler import ddim_sample, ddim_step, ddim_timesteps
+from diffcomp.models.unet import build_scheduler
+
+AC = build_scheduler().alphas_cumprod.to(torch.float64)
+T = AC.shape[0]
+
+
+def known_teacher(z, t):
+    """A teacher whose output is a fixed, non-trivial function of (z, t)."""
+    tt = t.to(z.dtype).view(-1, 1, 1, 1) / T
+    return 0.7 * z + 0.3 * torch.sin(3 * z) * (1 - tt) + 0.05 * tt
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_one_student_step_on_the_pd_target_equals_two_teacher_steps(n):
+    g = torch.Generator().manual_seed(n)
+    B = 16
+    k = torch.randint(1, n + 1, (B,), generator=g)
+    k[0], k[-1] = 1, n  # the last step (to the clean image) and the first (from T - 1)
+    t, t_mid, t_end = stage_times(T, n, k)
+    z = torch.randn(B, 1, 8, 8, generator=g, dtype=torch.float64)
+    x_target = pd_target(known_teacher, z, t, t_mid, t_end, AC)
+    for b in range(B):
+        a_t, a_m = float(AC[t[b]]), float(AC[t_mid[b]])
+        a_e = float(AC[t_end[b]]) if t_end[b] >= 0 else 1.0
+        zb = z[b : b + 1]
+        z1, _ = ddim_step(zb, known_teacher(zb, t[b : b + 1]), a_t, a_m, 0.0, None, False)
+        z2, _ = ddim_step(z1, known_teacher(z1, t_mid[b : b + 1]), a_m, a_e, 0.0, None, False)
+        # one DDIM step t -> t_end whose x0 is the target (epsilon implied by z and x~)
+        eps_student = (zb - a_t**0.5 * x_target[b : b + 1]) / (1 - a_t) ** 0.5
+        one, x0 = ddim_step(zb, eps_student, a_t, a_e, 0.0, None, False)
+        assert torch.allclose(one, z2, rtol=0, atol=1e-9), (n, b)
+        assert torch.allclose(x0, x_target[b : b + 1], rtol=0, atol=1e-9)
+
+
+def test_the_ideal_denoiser_of_a_point_mass_is_its_own_distilled_student():
+    """For data = one image c and the exact denoiser eps(z, t) = (z - a_t c) / s_t, DDIM is exact,
+    so the PD target is c and the student initialised from the teacher has zero PD loss."""
+    c = torch.linspace(-1, 1, 64, dtype=torch.float64).view(1, 1, 8, 8)
+
+    def ideal(z, t):
+        a, s = coefficients(AC, t)
+        return (z - a * c) / s
+
+    k = torch.arange(1, 5)
+    t, t_mid, t_end = stage_times(T, 4, k)
+    a, s = coefficients(AC, t)
+    z = a * c + s * torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x_target = pd_target(ideal, z, t, t_mid, t_end, AC)
+    assert torch.allclose(x_target, c.expand_as(x_target), atol=1e-6)
+    loss, x0 = pd_loss(ideal(z, t), z, x_target, a, s)
+    assert float(loss) < 1e-10
+    wrong, _ = pd_loss(ideal(z, t) + 0.01, z, x_target, a, s)
+    assert float(wrong) > 1e-4
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16])
+def test_stage_times_are_the_trailing_ddim_grids(n):
+    k = torch.arange(1, n + 1)
+    t, t_mid, t_end = stage_times(T, n, k)
+    assert sorted(t.tolist(), reverse=True) == ddim_timesteps(T, n, "trailing")
+    teacher = ddim_timesteps(T, 2 * n, "trailing") + [-1]
+    assert sorted(t.tolist() + t_mid.tolist(), reverse=True) == teacher[:-1]
+    assert (t_end == torch.tensor([teacher[2 * n - 2 * j + 2] for j in k.tolist()])).all()
+    assert ddim_timesteps(T, n, "trailing")[0] == T - 1
+
+
+def test_a_student_sampled_with_one_step_on_the_target_follows_the_teacher_with_two():
+    """The same statement through the real sampler: a 1-step 'student' that predicts the target's
+    epsilon reproduces the teacher's 2-step DDIM sample (no clipping)."""
+    z = torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    cfg2 = SamplerConfig(steps=2, eta=0.0, skip="trailing", clip_x0=False)
+    teacher_out = ddim_sample(known_teacher, z, AC, cfg2)
+    t, t_mid, t_end = stage_times(T, 1, torch.ones(4, dtype=torch.long))
+    x_target = pd_target(known_teacher, z, t, t_mid, t_end, AC)
+    a, s = coefficients(AC, t)
+    student_eps = (z - a * x_target) / s
+    student_out = ddim_sample(lambda x, tt: student_eps, z, AC, SamplerConfig(steps=1, eta=0.0, skip="trailing", clip_x0=False))
+    assert torch.allclose(student_out, teacher_out, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- relational losses
+
+
+def _maps(seed, shape=(4, 16, 3, 3)):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _check_zero_positive_grad(loss_fn, a, b):
+    assert abs(float(loss_fn(a.clone().requires_grad_(True), a))) < 1e-5
+    s = b.clone().requires_grad_(True)
+    value = loss_fn(s, a)
+    assert float(value) > 1e-4
+    value.backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0 and torch.isfinite(s.grad).all()
+
+
+def test_feature_kl_zero_positive_and_differentiable():
+    f, g = _maps(0, (8, 32)), _maps(1, (8, 32))
+    _check_zero_positive_grad(lambda s, t: feature_kl(s, t, temperature=1.0), f, g)
+    # with RCFD's temperature the teacher side is sharpened: zero when f_S = f_T / tau
+    assert abs(float(feature_kl(f / 0.9, f, 0.9))) < 1e-5 and float(feature_kl(f, f, 0.9)) > 1e-5
+
+
+def test_pixel_relation_kl_zero_positive_differentiable_and_cross_sample():
+    a, b = _maps(2), _maps(3)
+    _check_zero_positive_grad(pixel_relation_kl, a, b)
+    # relations across samples count: rotating sample 1's channel vectors by an orthogonal Q keeps
+    # every within-sample similarity and changes only the cross-sample ones
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=torch.Generator().manual_seed(9)))
+    c = a.clone()
+    c[1] = torch.einsum("dc,chw->dhw", q, a[1])
+    for i in range(2):
+        assert float(pixel_relation_kl(c[i : i + 1], a[i : i + 1])) < 1e-5
+    assert float(pixel_relation_kl(c, a)) > 1e-4
+
+
+def test_anchor_relation_kl_zero_positive_and_differentiable():
+    anchors = torch.nn.functional.normalize(_maps(4, (32, 16)), dim=1)
+    _check_zero_positive_grad(lambda s, t: anchor_relation_kl(s, t, anchors), _maps(5), _maps(6))
+
+
+def test_memory_relation_loss_trains_its_head_and_fills_its_queue():
+    loss_mod = MemoryRelationLoss(16, size=50, update=20, anchors=10)
+    before = loss_mod.memory.queue.clone()
+    s = _maps(7).requires_grad_(True)
+    value = loss_mod(s, _maps(8))
+    value.backward()
+    assert float(value) > 0 and s.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss_mod.head.parameters() if p.ndim == 4)
+    changed = (loss_mod.memory.queue != before).any(dim=1)
+    assert int(changed.sum()) == 20 and changed[:20].all()
+
+
+def test_memory_queue_keeps_its_size_and_order():
+    mem = PixelMemory(size=10, dim=3)
+    items = torch.nn.functional.normalize(torch.randn(27, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    pushed = []
+    for chunk in [items[:4], items[4:11], items[11:12], items[12:27]]:  # the last chunk is larger than the queue
+        mem.enqueue(chunk)
+        pushed.append(chunk)
+        assert mem.queue.shape == (10, 3)
+        expected = torch.cat(pushed)[-10:]
+        if len(torch.cat(pushed)) >= 10:
+            assert torch.allclose(mem.ordered(), expected, atol=1e-6)
+        else:
+            n = len(torch.cat(pushed))
+            assert torch.allclose(mem.ordered()[-n:], expected, atol=1e-6)
+    assert torch.allclose(mem.ordered()[-1], items[-1], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- a stage
+
+
+def _tiny_features():
+    from diffcomp.distill.features import ClassifierFeatures
+    from diffcomp.metrics.classifier import FMNISTClassifier
+
+    torch.manual_seed(0)
+    return ClassifierFeatures(FMNISTClassifier(width=8))
+
+
+def _data():
+    return np.random.default_rng(0).integers(0, 256, (32, 1, 32, 32), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("method", ["pd", "rdd"])
+def test_a_killed_stage_resumes_to_the_same_student(tiny_unet, tmp_path, method):
+    from diffcomp.distill.stage import distill_stage
+
+    common = dict(iters=5, batch_size=4, lr=1e-3, checkpoint_every=2, low_step_factor=1)
+    params = PDParams(**common) if method == "pd" else RDDParams(**common, memory_size=64, memory_update=8,
+                                                                   anchors=16, mse_weight=0.5)
+    feats = _tiny_features() if method == "rdd" else None
+    straight, stats = distill_stage(tiny_unet, _data(), AC, 2, params, features=feats)
+    assert stats["iterations"] == 5 and all(np.isfinite(v) for v in stats["final_losses"].values())
+    moved = [not torch.equal(a, b) for a, b in zip(straight.state_dict().values(), tiny_unet.state_dict().values())]
+    assert any(moved)  # the student trained; the teacher object is untouched
+    distill_stage(tiny_unet, _data(), AC, 2, params, features=feats, state_dir=tmp_path, stop_at=3)  # killed after 3
+    assert (tmp_path / "stage_state.pt").exists()  # checkpoint of iteration 2
+    torch.manual_seed(123)
+    resumed, stats = distill_stage(tiny_unet, _data(), AC, 2, params, features=feats, state_dir=tmp_path)
+    assert stats["resumed_from"] == 2
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k

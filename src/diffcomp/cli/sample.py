@@ -63,6 +63,11 @@ def run(args) -> None:
         raise SystemExit(f"bad shard range [{args.start}, {args.end})")
     set_threads(args.threads)
     device = pick_device(args.device)
+    if device.startswith("cuda") and not args.bf16:
+        # fp32 means fp32: cuDNN's default TF32 convolutions put 1e-3 relative noise into epsilon,
+        # which a few-step sampler multiplies by 1 / sqrt(alphas_cumprod[t]) (x 150 at T - 1).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     cfg = section(SamplerConfig, args.sampler, "sampler")
     state = Path(args.state_dir) / _state_key(args, cfg, device) if args.state_dir else None
     pipe = load_variant(args.model, args.quantized, device=device)

@@ -17,5 +17,5 @@ def run(args) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.config}: ok; variants: {', '.join(cfg.variants())}")
+    print(f"{args.config}: ok; variants: {', '.join(cfg.variants() + cfg.distill_variants())}")
     return 0

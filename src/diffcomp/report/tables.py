@@ -75,7 +75,8 @@ def distill_caption(records: dict[str, dict], wall_seconds: dict[str, float]) ->
         f"Feature extractor: {p.get('feature_extractor')}; samples per variant: {', '.join(map(str, ns))}; "
         f"reference: {p.get('reference', '?')} ({p.get('n_reference')} images); sampler: DDIM eta 0 on the "
         f"{s.get('skip', '?')} grid, x0 clipped: {s.get('clip_x0', '?')}; seeds: {p.get('seed', '?')} + image index. "
-        "Every student was distilled stage by stage from the FP model (teacher of a stage: the 2N-step model). "
+        "An N-step student is distilled from its chain's 2N-step model (the first stage from the FP model "
+        "or the chain's teacher). "
         f"FID/sFID lower is better, IS higher is better. Distillation wall time per stage: {times or 'n/a'}."
     )
 

@@ -128,7 +128,11 @@ def table1_bits():
 
 
 def quantized_input(w):
-    return [f"results/quant/{w.variant}.pt"] if split_variant(w.variant)[1] == "quant" else []
+    return (
+        [f"results/quant/{w.variant}.pt"]
+        if split_variant(w.variant)[1] == "quant"
+        else []
+    )
 
 
 def table3_steps():

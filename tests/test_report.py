@@ -52,3 +52,19 @@ def test_grid_places_images_in_rows():
     g = make_grid(imgs, nrow=4, pad=1)
     assert g.shape == (3 * 5 + 1, 4 * 5 + 1, 1)
     assert g[1, 1, 0] == 0 and g[1 + 5, 1 + 5, 0] == 50 and g[-2, -2, 0] == 255  # last row has 2 images
+
+
+def test_table3_layout_caption_and_figure(tmp_path):
+    from diffcomp.report.tables import distill_caption, fid_vs_steps_figure, table3
+
+    recs = {v: _rec(v, f, 2 * f, 5.0) for v, f in [("fp-s1", 40.0), ("fp-s2", 26.0), ("pd-s1", 50.0), ("pd-s2", 20.0),
+                                                   ("rdd-s2", 18.0)]}
+    df = table3(recs, [("pd", "PD"), ("rdd", "RDD")], [1, 2])
+    assert list(df.index) == ["DDIM (FP teacher)", "PD", "RDD"]
+    assert list(df.columns) == ["1 steps FID", "1 steps sFID", "1 steps IS", "2 steps FID", "2 steps sFID", "2 steps IS"]
+    assert df.loc["PD", "1 steps FID"] == 50.0 and df.loc["RDD", "2 steps sFID"] == 36.0
+    assert pd.isna(df.loc["RDD", "1 steps FID"])  # the 1-step RDD student is missing: an empty cell
+    cap = distill_caption(recs, {"pd-s2": 43.2, "pd-s1": 81.0})
+    assert "pd-s2 43 s; pd-s1 81 s" in cap and "fmnist-classifier" in cap
+    fid_vs_steps_figure(recs, [("pd", "PD"), ("rdd", "RDD")], [1, 2], tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

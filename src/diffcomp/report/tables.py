@@ -28,21 +28,31 @@ def table1(records: dict[str, dict], methods: Sequence[tuple[str, str]], bits: S
     The FP row is the same model under every W/A column group (its reference).
     """
     rows = []
-    fp = records.get("fp")
-    if fp is not None:
-        row = {"Method": "FP (W32A32)"}
-        for b in bits:
-            for key, col in METRIC_COLUMNS:
-                row[f"{b} {col}"] = fp["metrics"].get(key)
-        rows.append(row)
+    if "fp" in records:
+        rows.append(_row(records, "FP (W32A32)", [(b, "fp") for b in bits]))
     for name, label in methods:
-        row = {"Method": label}
-        for b in bits:
-            rec = records.get(f"{name}-{b.lower()}")
-            for key, col in METRIC_COLUMNS:
-                row[f"{b} {col}"] = rec["metrics"].get(key) if rec else None
-        rows.append(row)
+        rows.append(_row(records, label, [(b, f"{name}-{b.lower()}") for b in bits]))
     return pd.DataFrame(rows).set_index("Method")
+
+
+def _row(records: dict[str, dict], label: str, columns: Sequence[tuple[str, str]]) -> dict:
+    """One table row: for each (column prefix, variant), its FID/sFID/IS (None where missing)."""
+    row = {"Method": label}
+    for prefix, variant in columns:
+        rec = records.get(variant)
+        for key, col in METRIC_COLUMNS:
+            row[f"{prefix} {col}"] = rec["metrics"].get(key) if rec else None
+    return row
+
+
+def _protocol_head(records: dict[str, dict]) -> tuple[dict, dict, str]:
+    """(a protocol, its sampler, the caption's opening: extractor, sample counts, reference)."""
+    protos = [r["protocol"] for r in records.values()]
+    p = protos[0]
+    ns = sorted({q["n_samples"] for q in protos})
+    head = (f"Feature extractor: {p.get('feature_extractor')}; samples per variant: {', '.join(map(str, ns))}; "
+            f"reference: {p.get('reference', '?')} ({p.get('n_reference')} images)")
+    return p, p.get("sampler", {}), head
 
 
 FP_TEACHER_LABEL = "DDIM (FP teacher)"
@@ -51,29 +61,19 @@ FP_TEACHER_LABEL = "DDIM (FP teacher)"
 def table3(records: dict[str, dict], rows: Sequence[tuple[str, str]], steps: Sequence[int]) -> pd.DataFrame:
     """Rows = the FP teacher sampled with N DDIM steps, then every distillation instance;
     columns = ``"{N} steps {metric}"`` (variants ``fp-s{N}`` and ``{name}-s{N}``)."""
-    out = []
-    for name, label in [("fp", FP_TEACHER_LABEL), *rows]:
-        row = {"Method": label}
-        for n in steps:
-            rec = records.get(f"{name}-s{n}")
-            for key, col in METRIC_COLUMNS:
-                row[f"{n} steps {col}"] = rec["metrics"].get(key) if rec else None
-        out.append(row)
+    out = [_row(records, label, [(f"{n} steps", f"{name}-s{n}") for n in steps])
+           for name, label in [("fp", FP_TEACHER_LABEL), *rows]]
     return pd.DataFrame(out).set_index("Method")
 
 
 def distill_caption(records: dict[str, dict], wall_seconds: dict[str, float]) -> str:
     """The protocol of table 3 and the wall time of every distillation stage."""
-    protos = [r["protocol"] for r in records.values()]
-    if not protos:
+    if not records:
         return ""
-    p = protos[0]
-    s = p.get("sampler", {})
-    ns = sorted({q["n_samples"] for q in protos})
+    p, s, head = _protocol_head(records)
     times = "; ".join(f"{k} {v:.0f} s" for k, v in wall_seconds.items())
     return (
-        f"Feature extractor: {p.get('feature_extractor')}; samples per variant: {', '.join(map(str, ns))}; "
-        f"reference: {p.get('reference', '?')} ({p.get('n_reference')} images); sampler: DDIM eta 0 on the "
+        f"{head}; sampler: DDIM eta 0 on the "
         f"{s.get('skip', '?')} grid, x0 clipped: {s.get('clip_x0', '?')}; seeds: {p.get('seed', '?')} + image index. "
         "An N-step student is distilled from its chain's 2N-step model (the first stage from the FP model "
         "or the chain's teacher). "
@@ -82,15 +82,11 @@ def distill_caption(records: dict[str, dict], wall_seconds: dict[str, float]) ->
 
 
 def protocol_caption(records: dict[str, dict]) -> str:
-    protos = [r["protocol"] for r in records.values()]
-    if not protos:
+    if not records:
         return ""
-    p = protos[0]
-    s = p.get("sampler", {})
-    ns = sorted({q["n_samples"] for q in protos})
+    p, s, head = _protocol_head(records)
     return (
-        f"Feature extractor: {p.get('feature_extractor')}; samples per variant: {', '.join(map(str, ns))}; "
-        f"reference: {p.get('reference', '?')} ({p.get('n_reference')} images); sampler: {s.get('name', '?')} "
+        f"{head}; sampler: {s.get('name', '?')} "
         f"{s.get('steps', '?')} steps, eta {s.get('eta', '?')}, {s.get('skip', '?')} skip; seeds: "
         f"{p.get('seed', '?')} + image index. FID/sFID lower is better, IS higher is better. "
         "The FP row repeats the full-precision model in every column group."

@@ -107,7 +107,7 @@ def _check_zero_positive_grad(loss_fn, a, b):
     assert abs(float(loss_fn(a.clone().requires_grad_(True), a).detach())) < 1e-5
     s = b.clone().requires_grad_(True)
     value = loss_fn(s, a)
-    assert float(value) > 1e-4
+    assert float(value.detach()) > 1e-4
     value.backward()
     assert s.grad is not None and s.grad.abs().sum() > 0 and torch.isfinite(s.grad).all()
 
@@ -143,7 +143,7 @@ def test_memory_relation_loss_trains_its_head_and_fills_its_queue():
     s = _maps(7).requires_grad_(True)
     value = loss_mod(s, _maps(8))
     value.backward()
-    assert float(value) > 0 and s.grad.abs().sum() > 0
+    assert float(value.detach()) > 0 and s.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss_mod.head.parameters() if p.ndim == 4)
     changed = (loss_mod.memory.queue != before).any(dim=1)
     assert int(changed.sum()) == 20 and changed[:20].all()

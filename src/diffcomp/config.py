@@ -408,15 +408,9 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
     methods = []
     for name, mraw in (quant_raw.get("methods") or {}).items():
         mraw = dict(mraw or {})
-        method = mraw.pop("method", name)
-        if method not in METHODS:
-            key = f"quantization.methods.{name}" + (".method" if method != name else "")
-            raise ConfigError(f"config key '{key}': unknown method {method!r} (known: {', '.join(sorted(METHODS))})")
-        label = mraw.pop("label", METHODS[method].label)
         bits = tuple(BitSetting(**b) for b in mraw.pop("bits")) if "bits" in mraw else global_bits
-        built = build_dataclass(METHODS[method].params, mraw, f"quantization.methods.{name}")
-        methods.append(MethodConfig(name=name, method=method, label=label, bits=bits,
-                                    params=types.MappingProxyType(dataclasses.asdict(built))))
+        method, label, params = _instance(name, mraw, METHODS, "quantization.methods", "method")
+        methods.append(MethodConfig(name=name, method=method, label=label, bits=bits, params=params))
     distillation = _parse_distillation(data.pop("distillation", {}) or {})
     resources = {k: build_dataclass(ResourceSpec, v, f"resources.{k}") for k, v in (data.pop("resources", {}) or {}).items()}
     sections = {
@@ -438,6 +432,21 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
     return cfg
 
 
+def _instance(name: str, mraw: dict, registry: Mapping[str, Any], section: str,
+              kind: str) -> tuple[str, str, Mapping[str, Any]]:
+    """(method, label, parameters with defaults filled in) of the instance ``name`` of a registry
+    entry (``method:`` defaults to the instance name); ``mraw`` holds only those keys and the
+    method's parameters."""
+    where = f"{section}.{name}"
+    method = mraw.pop("method", name)
+    if method not in registry:
+        key = where + (".method" if method != name else "")
+        raise ConfigError(f"config key '{key}': unknown {kind} {method!r} (known: {', '.join(sorted(registry))})")
+    label = mraw.pop("label", registry[method].label)
+    built = build_dataclass(registry[method].params, mraw, where)
+    return method, label, types.MappingProxyType(dataclasses.asdict(built))
+
+
 def _parse_distillation(raw: Mapping[str, Any]) -> DistillationConfig:
     from .distill import DISTILLERS
 
@@ -447,17 +456,11 @@ def _parse_distillation(raw: Mapping[str, Any]) -> DistillationConfig:
     methods = []
     for name, mraw in methods_raw.items():
         mraw = dict(mraw or {})
-        where = f"distillation.methods.{name}"
-        method = mraw.pop("method", name)
-        if method not in DISTILLERS:
-            key = where + (".method" if method != name else "")
-            raise ConfigError(f"config key '{key}': unknown distillation method {method!r} (known: {', '.join(sorted(DISTILLERS))})")
-        label = mraw.pop("label", DISTILLERS[method].label)
         teacher = mraw.pop("teacher", "fp")
         steps = tuple(mraw.pop("steps")) if "steps" in mraw else base.steps
-        built = build_dataclass(DISTILLERS[method].params, mraw, where)
+        method, label, params = _instance(name, mraw, DISTILLERS, "distillation.methods", "distillation method")
         methods.append(DistillMethodConfig(name=name, method=method, label=label, teacher=teacher, steps=steps,
-                                           params=types.MappingProxyType(dataclasses.asdict(built))))
+                                           params=params))
     return dataclasses.replace(base, methods=tuple(methods))
 
 

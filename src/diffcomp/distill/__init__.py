@@ -20,7 +20,8 @@ class DistillerEntry:
     sources: tuple[str, ...]  # the code it runs, relative to the package root (rerun trigger)
 
 
-_PD_CODE = ("distill/__init__.py", "distill/params.py", "distill/targets.py", "distill/stage.py")
+_PD_CODE = ("distill/__init__.py", "distill/params.py", "distill/targets.py", "distill/stage.py",
+            "models/sampler.py")
 
 DISTILLERS: dict[str, DistillerEntry] = {
     "pd": DistillerEntry(PDParams, "PD", False, _PD_CODE),

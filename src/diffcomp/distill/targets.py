@@ -74,11 +74,11 @@ def pd_loss(eps_student: torch.Tensor, z: torch.Tensor, x_target: torch.Tensor,
 
 def stage_times(num_train_timesteps: int, student_steps: int, k: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Model timesteps (t, t_mid, t_end) of student step ``k`` in 1..N (N = ``student_steps``):
-    the teacher's 2N-step trailing grid g(j) = round(j T / 2N) - 1 (g(0) = -1, the clean image)
-    at j = 2k, 2k - 1, 2k - 2. Student step k spans exactly teacher steps 2k and 2k - 1."""
-    m = 2 * student_steps
+    the teacher's 2N-step trailing DDIM grid g (``ddim_timesteps(T, 2N, "trailing")``, with
+    g(0) = -1, the clean image) at j = 2k, 2k - 1, 2k - 2. Student step k spans exactly teacher
+    steps 2k and 2k - 1."""
+    from ..models.sampler import ddim_timesteps
 
-    def g(j: torch.Tensor) -> torch.Tensor:
-        return torch.floor(j.double() * num_train_timesteps / m + 0.5).long() - 1
-
-    return g(2 * k), g(2 * k - 1), g(2 * k - 2)
+    g = torch.tensor([-1] + ddim_timesteps(num_train_timesteps, 2 * student_steps, "trailing")[::-1])
+    k = k.long()
+    return g[2 * k], g[2 * k - 1], g[2 * k - 2]

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from diffcomp.cli.common import exact_fp32  # noqa: E402
 from diffcomp.distill.features import load_feature_net  # noqa: E402
 from diffcomp.distill.params import PDParams, RDDParams  # noqa: E402
 from diffcomp.distill.stage import distill_stage  # noqa: E402
@@ -36,9 +36,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="the student's steps")
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
-    if args.device.startswith("cuda"):
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    exact_fp32(args.device)
     pipe = load_pipeline(ROOT / "resources/models/fmnist-ddpm")
     images = np.random.default_rng(0).integers(0, 256, (1024, 1, 32, 32), dtype=np.uint8)
     feats = load_feature_net("fmnist-classifier", ROOT / "resources/models/fmnist-classifier")

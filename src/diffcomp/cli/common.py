@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from ..config import build_dataclass
@@ -30,3 +32,23 @@ def set_threads(n: int | None) -> None:
 
     avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, min(n or avail, avail)))
+
+
+def keyed_state_dir(root: str | None, key: Any) -> Path | None:
+    """``root/<hash of key>``: resume state that belongs to exactly one setting (a changed
+    setting starts afresh instead of resuming someone else's state); None without a root."""
+    if not root:
+        return None
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(root) / digest[:16]
+
+
+def exact_fp32(device: str) -> None:
+    """Turn off TF32 on CUDA. cuDNN convolutions default to TF32 (about 1e-3 relative error),
+    which a few-step sampler or a PD target multiplies by 1 / sqrt(alphas_cumprod[t]) (x 157 at
+    the noisiest step of the default schedule)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -14,7 +13,7 @@ import numpy as np
 from ..config import build_dataclass
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
-from .common import pick_device, set_threads
+from .common import exact_fp32, keyed_state_dir, pick_device, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    import torch
-    from diffusers import DDPMScheduler
-
     from ..distill import DISTILLERS
     from ..distill.features import load_feature_net
     from ..distill.stage import distill_stage
@@ -49,11 +45,7 @@ def run(args) -> None:
     params = build_dataclass(entry.params, json.loads(args.params) if args.params else {}, f"distillation.{args.method}")
     set_threads(args.threads)
     device = pick_device(args.device)
-    if device.startswith("cuda"):
-        # The x0 of an epsilon model at the noisiest step is eps error / sqrt(alphas_cumprod[T-1])
-        # (x 150 here): TF32 convolutions would put 1e-3 relative noise into the PD targets.
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    exact_fp32(device)  # the PD target divides by sqrt(alphas_cumprod[t])
     features = None
     if entry.uses_features:
         if not args.feature_net:
@@ -63,15 +55,14 @@ def run(args) -> None:
     teacher_root = Path(args.teacher)
     weights = teacher_root / (_subfolder(teacher_root, "unet") or "") / "diffusion_pytorch_model.safetensors"
     images = np.load(args.data)["images"]
-    key = hashlib.sha256(json.dumps([args.method, params.__dict__, args.steps, sha256_file(weights) if weights.exists() else
-                                     str(teacher_root), str(args.data), args.feature_net, device], sort_keys=True).encode())
-    state_dir = Path(args.state_dir) / key.hexdigest()[:16] if args.state_dir else None
+    state_dir = keyed_state_dir(args.state_dir, [args.method, params.__dict__, args.steps,
+                                                 sha256_file(weights) if weights.exists() else str(teacher_root),
+                                                 str(args.data), args.feature_net, device])
     t0 = time.time()
     student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, params, features=features,
                                    device=device, state_dir=state_dir, compile=args.compile)
-    scheduler = DDPMScheduler.from_pretrained(teacher_root, subfolder=_subfolder(teacher_root, "scheduler"))
     with atomic_path(args.out, suffix="") as tmp:
-        save_pipeline(student, scheduler, tmp)
+        save_pipeline(student, teacher.scheduler, tmp)
         rec = provenance(what=f"{entry.label} student sampling with {args.steps} trailing DDIM steps, distilled from "
                               f"{args.teacher} at {2 * args.steps} steps by `diffcomp distill`",
                          teacher=str(args.teacher), feature_net=args.feature_net, stats=stats, wall_seconds=time.time() - t0,

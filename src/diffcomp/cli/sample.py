@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import SamplerConfig
 from ..io import save_npz
-from .common import pick_device, section, set_threads
+from .common import exact_fp32, pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,8 @@ def run(args) -> None:
         raise SystemExit(f"bad shard range [{args.start}, {args.end})")
     set_threads(args.threads)
     device = pick_device(args.device)
-    if device.startswith("cuda") and not args.bf16:
-        # fp32 means fp32: cuDNN's default TF32 convolutions put 1e-3 relative noise into epsilon,
-        # which a few-step sampler multiplies by 1 / sqrt(alphas_cumprod[t]) (x 150 at T - 1).
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    if not args.bf16:
+        exact_fp32(device)  # fp32 means fp32 (bf16 is the opt-in fast path)
     cfg = section(SamplerConfig, args.sampler, "sampler")
     state = Path(args.state_dir) / _state_key(args, cfg, device) if args.state_dir else None
     pipe = load_variant(args.model, args.quantized, device=device)

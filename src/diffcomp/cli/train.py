@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -14,7 +13,7 @@ import numpy as np
 from ..config import TrainConfig, UNetArch
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
-from .common import pick_device, section, set_threads
+from .common import keyed_state_dir, pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,7 @@ def run(args) -> None:
     images = np.load(args.data)["images"]
     unet, scheduler = build_unet(arch), build_scheduler()
     # The resume state belongs to this exact setting: a changed config starts afresh.
-    key = hashlib.sha256(json.dumps([arch.__dict__, cfg.__dict__, str(args.data)], sort_keys=True, default=str).encode())
-    state_dir = Path(args.state_dir) / key.hexdigest()[:16] if args.state_dir else None
+    state_dir = keyed_state_dir(args.state_dir, [arch.__dict__, cfg.__dict__, str(args.data)])
     t0 = time.time()
     ema, stats = train_ddpm(unet, scheduler, images, cfg, device=device, state_dir=state_dir,
                             autocast_dtype=torch.bfloat16 if args.bf16 else None,

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from ..io import save_torch
 from .params import PDParams, RDDParams
 from .relational import MemoryRelationLoss, feature_kl, pixel_relation_kl
 from .targets import coefficients, pd_loss, pd_target, stage_times
@@ -27,15 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class PDObjective(nn.Module):
-    """max(MSE_x0, MSE_eps) against the PD target."""
+    """max(MSE_x0, MSE_eps) against the PD target. Objectives return (loss, its parts detached):
+    the parts stay on the device, so logging them costs no synchronisation per iteration."""
 
-    def __init__(self, params: PDParams):
-        super().__init__()
-        self.params = params
-
-    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, _ = pd_loss(eps_s, z, x_target, a, s)
-        return loss, {"mse": loss.item()}
+        return loss, {"mse": loss.detach()}
 
 
 class RDDObjective(nn.Module):
@@ -52,7 +50,7 @@ class RDDObjective(nn.Module):
     def trainable(self) -> list[nn.Parameter]:
         return list(self.memory.head.parameters())
 
-    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
         mse, x0_s = pd_loss(eps_s, z, x_target, a, s)
         with torch.no_grad():
@@ -66,7 +64,12 @@ class RDDObjective(nn.Module):
         }
         weights = {"feature": p.feature_weight, "intra": p.intra_weight, "memory": p.memory_weight, "mse": p.mse_weight}
         loss = sum(weights[k] * v for k, v in parts.items() if weights[k] != 0)
-        return loss, {k: v.item() for k, v in parts.items()}
+        return loss, {k: v.detach() for k, v in parts.items()}
+
+
+def _means(entries: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Mean of each logged loss part over ``entries`` (one device-to-host copy per part)."""
+    return {k: float(np.mean(torch.stack([e[k] for e in entries]).tolist())) for k in entries[0]}
 
 
 def _eps(unet: nn.Module):
@@ -107,7 +110,7 @@ def distill_stage(
     if rdd:
         objective = RDDObjective(params, features.to(device), features.channels).to(device)
     else:
-        objective = PDObjective(params).to(device)
+        objective = PDObjective().to(device)
     opt = torch.optim.Adam(student.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters)
     head_opt = torch.optim.Adam(objective.trainable(), lr=params.lr, weight_decay=params.weight_decay) if rdd else None
@@ -130,7 +133,7 @@ def distill_stage(
     teacher_fn = _eps(torch.compile(teacher) if compile else teacher)
     student_fwd = torch.compile(student) if compile else student
     t0 = time.time()
-    history: list[dict[str, float]] = []
+    history: list[dict[str, torch.Tensor]] = []
     done = start
     B = params.batch_size
     for step in tqdm(range(start, iters), initial=start, total=iters, desc=f"distill -> {student_steps} steps", mininterval=5):
@@ -156,27 +159,24 @@ def distill_stage(
         if head_opt is not None:
             head_opt.step()
         sched.step()
-        history.append({"loss": loss.item(), **parts})
+        history.append({"loss": loss.detach(), **parts})
         done = step + 1
         if done % max(1, min(100, iters // 10)) == 0:
-            recent = history[-50:]
             log.info("iteration %d/%d: %s", done, iters,
-                     ", ".join(f"{k} {np.mean([h[k] for h in recent]):.4g}" for k in recent[0]))
+                     ", ".join(f"{k} {v:.4g}" for k, v in _means(history[-50:]).items()))
         if stop_at is not None and done >= stop_at:
             break
         if state_path is not None and done % params.checkpoint_every == 0 and done < iters:
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"student": student.state_dict(), "objective": objective.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "head_opt": head_opt.state_dict() if head_opt else None,
-                        "memory_gen": objective.memory.gen.get_state() if rdd else None,
-                        "gen": gen.get_state(), "step": done}, tmp)
-            tmp.replace(state_path)
+            save_torch(state_path, {"student": student.state_dict(), "objective": objective.state_dict(),
+                                    "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                    "head_opt": head_opt.state_dict() if head_opt else None,
+                                    "memory_gen": objective.memory.gen.get_state() if rdd else None,
+                                    "gen": gen.get_state(), "step": done})
     tail = history[-max(1, len(history) // 10):]
     stats = {
         "method": "rdd" if rdd else "pd", "student_steps": student_steps, "teacher_steps": 2 * student_steps,
         "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": time.time() - t0,
-        "final_losses": {k: float(np.mean([h[k] for h in tail])) for k in tail[0]} if tail else {},
+        "final_losses": _means(tail) if tail else {},
         "params": asdict(params),
     }
     return student.cpu().requires_grad_(False), stats

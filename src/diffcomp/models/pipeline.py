@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,6 +22,7 @@ class Pipeline:
     unet: torch.nn.Module
     alphas_cumprod: torch.Tensor  # (T,), float64
     prediction_type: str = "epsilon"
+    scheduler: Any = None  # the diffusers scheduler it was loaded with (to save a derived model)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -50,6 +52,7 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu") -> Pipel
         unet=unet,
         alphas_cumprod=scheduler.alphas_cumprod.to(torch.float64),
         prediction_type=scheduler.config.prediction_type,
+        scheduler=scheduler,
     )
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..io import save_torch
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +103,11 @@ def train_ddpm(
             recent = [v for v in losses[-1000:] if v is not None]
             log.info("step %d loss %.4f", step + 1, float(np.mean(recent)))
         if state_path is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                        "step": step + 1}, tmp)
-            tmp.replace(state_path)
+            save_torch(state_path, {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                    "sched": sched.state_dict(), "gen": gen.get_state(),
+                                    "torch_rng": torch.get_rng_state(),
+                                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                                    "step": step + 1})
     recent = [v for v in losses[-2000:] if v is not None]
     stats = {"steps": done, "planned_steps": cfg.steps, "resumed_from": start, "seconds": time.time() - t0,
              "final_loss": float(np.mean(recent)) if recent else None, "config": asdict(cfg)}

@@ -19,7 +19,7 @@ needs_fmnist = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def tiny_arch():
-    from diffcomp.config import UNetArch
+    from diffcomp.sections import UNetArch
 
     return UNetArch(block_out_channels=(8, 16, 16), norm_num_groups=4, attention_head_dim=16, dropout=0.0)
 

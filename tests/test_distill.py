@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffcomp.config import SamplerConfig
+from diffcomp.sections import SamplerConfig
 from diffcomp.distill.params import PDParams, RDDParams
 from diffcomp.distill.relational import (
     MemoryRelationLoss,

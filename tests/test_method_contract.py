@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffcomp.calib.trajectories import Trajectories
-from diffcomp.config import BitSetting
+from diffcomp.variant import BitSetting
 from diffcomp.methods import METHODS, get_recipe
 from diffcomp.quant.wrap import load_quantized, save_quantized
 
@@ -23,7 +23,7 @@ def test_every_method_has_fast_settings():
 
 @pytest.fixture(scope="module")
 def traj(tiny_unet):
-    from diffcomp.config import SamplerConfig
+    from diffcomp.sections import SamplerConfig
     from diffcomp.calib.trajectories import capture
     from diffcomp.models.sampler import unet_fn
     from diffcomp.models.unet import build_scheduler

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from diffcomp.calib.trajectories import Trajectories
-from diffcomp.config import BitSetting
+from diffcomp.variant import BitSetting
 from diffcomp.quant.adaround import AdaRound, BetaSchedule
 from diffcomp.quant.attention import QuantAttnProcessor
 from diffcomp.quant.calibrate import act_quantizers, init_activations, init_weights, init_weights_minmax

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffcomp.config import SamplerConfig
+from diffcomp.sections import SamplerConfig
 from diffcomp.models.sampler import ddim_sample, ddim_step, ddim_timesteps, generate, initial_noise, unet_fn
 from diffcomp.models.unet import build_scheduler
 

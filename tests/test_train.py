@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from diffcomp.config import TrainConfig
+from diffcomp.sections import TrainConfig
 from diffcomp.models.train import train_ddpm
 from diffcomp.models.unet import build_scheduler, build_unet
 

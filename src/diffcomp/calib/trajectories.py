@@ -1,14 +1,15 @@
-"""Capture FP sampler trajectories: the UNet input (x_t, t) at every sampling step."""
+"""FP sampler trajectories: the UNet input (x_t, t) at every sampling step, as a safetensors file
+(tensors ``xs`` and ``ts``; the sampler and calibration settings as JSON in its header)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from ..config import SamplerConfig
-from ..models.sampler import ModelFn, ddim_sample, initial_noise
+from ..io import atomic_path
 
 
 @dataclass
@@ -17,31 +18,32 @@ class Trajectories:
 
     xs: torch.Tensor  # (S, N, C, H, W)
     ts: torch.Tensor  # (S,)
+    meta: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return {"xs": self.xs, "ts": self.ts}
+    def __post_init__(self):
+        if self.xs.dim() != 5 or self.ts.dim() != 1 or self.xs.shape[0] != self.ts.shape[0]:
+            raise ValueError(f"trajectories need xs (S, N, C, H, W) and ts (S,), got {tuple(self.xs.shape)} and {tuple(self.ts.shape)}")
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(path) as tmp:
+            save_file({"xs": self.xs.contiguous(), "ts": self.ts.contiguous()}, str(tmp),
+                      metadata={"format": "diffcomp-trajectories/1", "meta": json.dumps(self.meta, sort_keys=True)})
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Trajectories":
-        return cls(xs=d["xs"], ts=d["ts"])
+    def load(cls, path: str | Path) -> "Trajectories":
+        """Read a file written by ``save`` (never unpickles); a damaged or foreign file is one
+        clear error naming it."""
+        from safetensors import safe_open
 
-
-@torch.no_grad()
-def capture(model_fn: ModelFn, n: int, shape: tuple[int, ...], alphas_cumprod: torch.Tensor, cfg: SamplerConfig,
-            seed: int, batch_size: int, device: str | torch.device = "cpu") -> Trajectories:
-    xs_steps: list[list[torch.Tensor]] = []
-    ts: list[int] = []
-    for start in tqdm(range(0, n, batch_size), desc="trajectories", mininterval=5):
-        idx = list(range(start, min(start + batch_size, n)))
-        x_T, gens = initial_noise(idx, shape, seed)
-        per_step: list[torch.Tensor] = []
-
-        def record(i, x, t):
-            per_step.append(x.detach().float().cpu())
-            if start == 0:
-                ts.append(int(t[0]))
-
-        ddim_sample(model_fn, x_T.to(device), alphas_cumprod, cfg, generators=gens, record=record)
-        xs_steps.append(per_step)
-    xs = torch.stack([torch.cat([b[s] for b in xs_steps]) for s in range(len(ts))])
-    return Trajectories(xs=xs, ts=torch.tensor(ts, dtype=torch.long))
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                if header.get("format") != "diffcomp-trajectories/1" or set(f.keys()) != {"xs", "ts"}:
+                    raise ValueError("not a trajectories file of this version")
+                traj = cls(xs=f.get_tensor("xs"), ts=f.get_tensor("ts"), meta=json.loads(header.get("meta", "{}")))
+        except Exception as e:  # safetensors raises its own error types for truncated files
+            raise ValueError(f"{path}: cannot read the trajectories ({e}); delete it to have it rebuilt") from None
+        return traj

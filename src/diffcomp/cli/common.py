@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import build_dataclass
+from ..typedconfig import build_dataclass
 
 
 def section(cls: type, text: str | None, where: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config import DatasetConfig
+from ..sections import DatasetConfig
 from ..data.fmnist import load_split
 from ..io import save_npz, write_json
 from .common import section

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import build_dataclass
+from ..typedconfig import build_dataclass
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
 from .common import exact_fp32, keyed_state_dir, pick_device, set_threads

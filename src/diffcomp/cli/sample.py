@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SamplerConfig
+from ..sections import SamplerConfig
 from ..io import save_npz
 from .common import exact_fp32, pick_device, section, set_threads
 

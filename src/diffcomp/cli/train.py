@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig, UNetArch
+from ..sections import TrainConfig, UNetArch
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
 from .common import keyed_state_dir, pick_device, section, set_threads

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ..config import ClassifierTrainConfig
+from ..sections import ClassifierTrainConfig
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
 from .common import pick_device, section, set_threads

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..config import CalibrationConfig, SamplerConfig
+from ..sections import CalibrationConfig, SamplerConfig
 from ..io import save_torch
 from .common import pick_device, section, set_threads
 

@@ -1,38 +1,40 @@
-"""The method registry: ``name -> (parameter dataclass, recipe module)``.
+"""Quantization methods: one module (or small package) each, registered where it is defined.
 
-Importing this package does not import torch: the Snakefile validates method names and
-parameters before any job runs. ``get_recipe(name)`` imports the method's module on demand.
-A recipe is ``recipe(unet, calib, bits, params) -> quantized unet`` (DESIGN.md, "Methods").
+A method module defines its parameter dataclass (defaults: the paper's values, each documented),
+its recipe, its table label and the settings the shared contract test runs it with, and
+registers them with ``@quant_method``. ``METHODS`` discovers the modules of this package on first
+use; importing this package (or a method module) does not import torch, so the Snakefile
+validates method names and parameters before any job runs. A recipe is
+``recipe(unet, trajectories, bits, params, device) -> (quantized unet, QuantSpec)``; the method's
+code hash (its rerun trigger) covers its own module and the core it imports.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
-from .params import LinearParams, QDiffusionParams
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
-class MethodEntry:
-    params: type
-    module: str  # module under diffcomp.methods that defines ``recipe``
+class QuantMethod:
+    name: str
     label: str  # row label in tables
-
-    @property
-    def source(self) -> str:
-        """Path of the module's source relative to the package root (for code hashes)."""
-        return f"methods/{self.module}.py"
-
-
-METHODS: dict[str, MethodEntry] = {
-    "linear": MethodEntry(LinearParams, "linear", "Linear Quant"),
-    "qdiffusion": MethodEntry(QDiffusionParams, "qdiffusion", "Q-Diffusion"),
-}
+    params: type  # frozen dataclass of the method's parameters
+    recipe: Callable[..., Any]
+    module: str
+    contract: Mapping[str, Any] = field(default_factory=dict)  # parameters of the fast contract test
 
 
-def get_recipe(name: str) -> Callable[..., Any]:
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
-    return importlib.import_module(f"{__name__}.{METHODS[name].module}").recipe
+METHODS: Registry[QuantMethod] = Registry("quantization method", __name__)
+
+
+def quant_method(name: str, *, label: str, params: type, contract: Mapping[str, Any]):
+    """Register the decorated recipe as quantization method ``name``."""
+
+    def deco(fn):
+        METHODS.add(QuantMethod(name, label, params, fn, fn.__module__, dict(contract)))
+        return fn
+
+    return deco

@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-from ..calib.selectors import uniform
-from ..calib.trajectories import Trajectories
-from ..config import BitSetting
-from ..quant.calibrate import init_acts_minmax, init_weights_minmax
-from ..quant.wrap import QuantSpec, quantize_model
-from .params import LinearParams
+from ..calib.selectors import Calibration
+from ..calib.selectors.uniform import UniformParams
+from . import quant_method
 
 
-def spec_for(bits: BitSetting) -> QuantSpec:
+@dataclass(frozen=True)
+class LinearParams:
+    """Naive min-max PTQ ("Linear Quant" rows of Q-Diffusion's Table 1): per-output-channel
+    asymmetric min-max weights, per-tensor asymmetric min-max activations over the calibration
+    set, every Conv2d and Linear quantized (first and last layers included), attention matmuls
+    not quantized.
+
+    ``calibration``: 20 x 256 inputs uniformly over the sampler's steps (Q-Diffusion's setting for
+    100 steps); ``batch_size``: inputs per forward while observing ranges.
+    """
+
+    calibration: Calibration = Calibration("uniform", UniformParams(steps=20, per_step=256))
+    batch_size: int = 256
+
+
+def spec_for(bits):
     """Every Conv2d and Linear: per-channel asymmetric weights, per-tensor asymmetric inputs."""
-    return QuantSpec(w_bits=bits.w, a_bits=bits.a, w_symmetric=False, a_symmetric=False, w_per_channel=True)
+    from ..quant.spec import QuantizerConfig, QuantSpec
+
+    return QuantSpec(weight=QuantizerConfig(bits.w, per_channel=True), act=QuantizerConfig(bits.a))
 
 
-def run_unet(model, batch):
-    x, t = batch
-    return model(x, t).sample
+@quant_method("linear", label="Linear Quant", params=LinearParams,
+              contract={"calibration": {"selector": "uniform", "steps": 2, "per_step": 8}, "batch_size": 8})
+def recipe(unet, traj, bits, params: LinearParams, device: str = "cpu"):
+    from ..quant.calibrate import init_activations, init_weights
+    from ..quant.wrap import quantize_model
 
-
-def recipe(unet: torch.nn.Module, traj: Trajectories, bits: BitSetting, params: LinearParams,
-           device: str = "cpu") -> tuple[torch.nn.Module, QuantSpec]:
     spec = spec_for(bits)
     model = quantize_model(unet, spec).to(device)
-    xs, ts = uniform(traj, params.calib_steps, params.calib_per_step)
+    xs, ts = params.calibration.select(traj)
     batches = [(xs[i : i + params.batch_size].to(device), ts[i : i + params.batch_size].to(device))
                for i in range(0, len(xs), params.batch_size)]
-    init_weights_minmax(model)
-    init_acts_minmax(model, batches, run_unet)
+    init_weights(model, "minmax")
+    init_activations(model, batches, lambda m, b: m(*b).sample, "minmax")
     return model.eval(), spec

@@ -3,7 +3,7 @@ up blocks that concatenate skips), scaled down for 32x32 single-channel Fashion-
 
 from __future__ import annotations
 
-from ..config import UNetArch
+from ..sections import UNetArch
 
 
 def build_unet(arch: UNetArch = UNetArch()):

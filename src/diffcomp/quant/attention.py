@@ -1,35 +1,47 @@
 """Quantized attention through a diffusers attention processor (the library's extension point).
 
 The processor computes what diffusers' ``AttnProcessor`` computes (explicit q k^T, softmax, and
-probabilities times v) with act-to-act inputs quantized: q, k and v at the activation bit-width
-and the softmax output at its own bit-width on an unsigned grid (Q-Diffusion's ``sm_abit``).
-The linear projections are ``QuantLayer``s like any other layer. As an ``nn.Module`` the processor
-is registered under ``attn.processor``, so its quantizers are in the model's ``state_dict``.
+probabilities times v) with act-to-act inputs quantized: q, k and v by the ``act`` quantizer
+config and the softmax output by the ``softmax`` one (Q-Diffusion: the activation bit-width and
+8 bits unsigned). The linear projections are ``QuantLayer``s like any other layer. As an
+``nn.Module`` the processor is registered under ``attn.processor``, so its quantizers are in the
+model's ``state_dict``.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
-import torch.nn as nn
 
-from .quantizer import UniformQuantizer
+from .factory import build_quantizer
+from .module import QuantModule
+from .quantizer import Quantizer
+from .spec import AttentionConfig
+from .timestep import StepContext
+
+_NAMES = ("q_quantizer", "k_quantizer", "v_quantizer", "softmax_quantizer")
 
 
-class QuantAttnProcessor(nn.Module):
-    def __init__(self, a_bits: int, sm_bits: int = 8, a_symmetric: bool = False, a_learnable: bool = False):
+class QuantAttnProcessor(QuantModule):
+    allow_acts = True
+
+    def __init__(self, config: AttentionConfig, timesteps: Sequence[int] = (), context: StepContext | None = None):
         super().__init__()
-        self.q_quantizer = UniformQuantizer(a_bits, a_symmetric, learnable=a_learnable)
-        self.k_quantizer = UniformQuantizer(a_bits, a_symmetric, learnable=a_learnable)
-        self.v_quantizer = UniformQuantizer(a_bits, a_symmetric, learnable=a_learnable)
-        self.softmax_quantizer = UniformQuantizer(sm_bits, unsigned=True, learnable=a_learnable)
+        for name in _NAMES:
+            cfg = config.softmax if name == "softmax_quantizer" else config.act
+            setattr(self, name, build_quantizer(cfg, None, 0, timesteps, context))
         self.quant_acts = True
 
-    def act_quantizers(self) -> list[tuple[str, UniformQuantizer]]:
-        return [("q_quantizer", self.q_quantizer), ("k_quantizer", self.k_quantizer),
-                ("v_quantizer", self.v_quantizer), ("softmax_quantizer", self.softmax_quantizer)]
+    def act_quantizers(self) -> list[tuple[str, Quantizer]]:
+        return [(n, getattr(self, n)) for n in _NAMES]
 
-    def _q(self, quantizer: UniformQuantizer, x: torch.Tensor) -> torch.Tensor:
+    def _q(self, quantizer: Quantizer, x: torch.Tensor) -> torch.Tensor:
         return quantizer(x) if self.quant_acts else x
+
+    # diffusers reads the processor's call signature to decide which keyword arguments to pass.
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
 
     def forward(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         residual = hidden_states

@@ -1,79 +1,93 @@
-"""Range initialisation of a wrapped model's quantizers from calibration data."""
+"""Range initialisation of a wrapped model's quantizers from its weights and calibration data.
+
+Activation ranges are observed, not learned: every activation grid in use (``Quantizer.leaves``,
+so per-timestep quantizers get one range per timestep) lets its input pass through unquantized
+while a forward pre-hook records its statistics; then the range is set from them.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .attention import QuantAttnProcessor
-from .layer import QuantLayer
-from .quantizer import UniformQuantizer
+from .module import act_quantizers, quant_modules
 
 RunFn = Callable[[nn.Module, tuple[torch.Tensor, ...]], object]
-
-
-def weight_quantizers(model: nn.Module) -> Iterator[tuple[str, QuantLayer, UniformQuantizer, slice]]:
-    for name, m in model.named_modules():
-        if isinstance(m, QuantLayer):
-            for q, sl in m.weight_parts():
-                yield name, m, q, sl
-
-
-def act_quantizers(model: nn.Module) -> Iterator[tuple[str, UniformQuantizer]]:
-    """Every activation quantizer in use (its owner quantizes activations): layer inputs (both
-    split parts) and attention q/k/v/softmax."""
-    for name, m in model.named_modules():
-        if isinstance(m, QuantLayer) and m.quant_acts:
-            for i, (q, _) in enumerate(m.input_parts()):
-                yield f"{name}.input{'_skip' if i else ''}", q
-        elif isinstance(m, QuantAttnProcessor) and m.quant_acts:
-            for qn, q in m.act_quantizers():
-                yield f"{name}.{qn}", q
+MODES = ("minmax", "running", "mse")
 
 
 @torch.no_grad()
 def init_weights(model: nn.Module, method: str = "minmax", p: float = 2.4) -> None:
     """Range of every weight quantizer from its weights: ``minmax`` or ``mse`` (L_p shrink search)."""
-    for _, layer, q, sl in weight_quantizers(model):
-        w = layer.weight.detach()[:, sl]
-        if method == "minmax":
-            q.init_minmax(w)
-        elif method == "mse":
-            q.init_mse(w, p=p)
+    if method not in ("minmax", "mse"):
+        raise ValueError(f"unknown weight init {method!r}")
+    for _, m in quant_modules(model):
+        for q, w in m.weight_parts():
+            for leaf in q.leaves():
+                leaf.init_minmax(w) if method == "minmax" else leaf.init_mse(w, p=p)
+
+
+class Observer:
+    """Statistics of one quantizer's inputs: ``minmax`` (min/max over all inputs), ``running``
+    (EMA of per-batch min/max with ``momentum``), ``mse`` (keeps the first input for the L_p
+    shrink search)."""
+
+    def __init__(self, mode: str, p: float = 2.4, momentum: float = 0.95):
+        if mode not in MODES:
+            raise ValueError(f"unknown observation mode {mode!r}")
+        self.mode, self.p, self.momentum = mode, p, momentum
+        self.lo: torch.Tensor | None = None
+        self.hi: torch.Tensor | None = None
+        self.first: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, dims: tuple[int, ...]) -> None:
+        lo, hi = x.detach().amin(dim=dims).float(), x.detach().amax(dim=dims).float()
+        if self.lo is None:
+            self.lo, self.hi = lo, hi
+            if self.mode == "mse":
+                self.first = x.detach().float().clone()
+        elif self.mode == "running":
+            m = self.momentum
+            self.lo, self.hi = m * self.lo + (1 - m) * lo, m * self.hi + (1 - m) * hi
         else:
-            raise ValueError(f"unknown weight init {method!r}")
+            self.lo, self.hi = torch.minimum(self.lo, lo), torch.maximum(self.hi, hi)
 
-
-def init_weights_minmax(model: nn.Module) -> None:
-    init_weights(model, "minmax")
+    def apply(self, leaf) -> None:
+        if self.mode == "mse":
+            leaf.init_mse(self.first, p=self.p)
+        else:
+            leaf.set_range(self.lo, self.hi)
 
 
 @torch.no_grad()
 def init_activations(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]], run: RunFn,
                      mode: str = "minmax", p: float = 2.4) -> None:
-    """Observe every activation quantizer's inputs over ``batches`` (inputs pass through
-    unquantized while observing) and set its range: ``minmax``, ``running`` (EMA 0.95 of
-    per-batch min/max) or ``mse`` (L_p search on the first batch)."""
-    qs = list(act_quantizers(model))
-    for _, q in qs:
-        q.start_observing(mode, p=p)
+    """Observe every activation grid's inputs over ``batches`` and set its range (see ``Observer``).
+    Weights stay in their current state while observing."""
+    leaves = [(f"{name}{f'[{i}]' if len(q.leaves()) > 1 else ''}", leaf)
+              for name, q in act_quantizers(model) for i, leaf in enumerate(q.leaves())]
+    observers = [Observer(mode, p) for _ in leaves]
+    handles, enabled = [], []
+    for (_, leaf), obs in zip(leaves, observers):
+        handles.append(leaf.register_forward_pre_hook(lambda mod, args, obs=obs: obs.update(args[0], mod.reduce_dims(args[0]))))
+        enabled.append(leaf.enabled)
+        leaf.enabled = False  # pass through unquantized while observing
     try:
         for batch in tqdm(list(batches), desc=f"activation ranges ({mode})", mininterval=5):
             run(model, batch)
     finally:
-        missing = [n for n, q in qs if q._observer is not None and q._observer.lo is None]
-        for _, q in qs:
-            if q._observer is not None and q._observer.lo is not None:
-                q.stop_observing()
-            q._observer = None
+        for h in handles:
+            h.remove()
+        for (_, leaf), e in zip(leaves, enabled):
+            leaf.enabled = e
+    missing = [n for (n, _), obs in zip(leaves, observers) if obs.lo is None]
+    for (_, leaf), obs in zip(leaves, observers):
+        if obs.lo is not None:
+            obs.apply(leaf)
     if missing:
         raise RuntimeError(f"{len(missing)} activation quantizers saw no input, e.g. {missing[:3]}")
 
-
-def init_acts_minmax(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]], run: RunFn) -> None:
-    """Per-tensor min/max of every activation quantizer's input over all ``batches``, measured
-    with weights in their current state and activations unquantized."""
-    init_activations(model, batches, run, "minmax")

@@ -1,35 +1,41 @@
-"""The reconstruction engine (BRECQ / Q-Diffusion), generic over units.
+"""The reconstruction engine (BRECQ / Q-Diffusion / EDA-DM), one configurable loop over units.
 
-A unit is a block (a diffusers ``ResnetBlock2D``, ``Attention`` or ``BasicTransformerBlock``) or a
-quantized layer outside every block. Units are visited in execution order. For each unit the
-engine captures its inputs (from the quantized model, or from the FP model) and its FP outputs on
-the calibration set, then optimises the unit's parameters against an L_p output loss:
+A unit is a block (a diffusers ``ResnetBlock2D``, ``Attention`` or ``BasicTransformerBlock``) or
+a quantized layer outside every block; units are visited in execution order. For each unit a
+``Phase`` says
 
-* weights: AdaRound rounding variables with the rounding regulariser (beta annealed after a
-  warm-up); the hard rounding is baked in at the end;
-* activations: the LSQ step sizes of the unit's activation quantizers, cosine-decayed Adam.
+* what is learned: AdaRound rounding variables (``rounding``: an ``AdaRoundQuantizer`` is swapped
+  into every weight slot and baked back out at the end), the LSQ step sizes of the unit's
+  activation quantizers (``act_steps``), or both jointly, each group with its own Adam and
+  optional cosine decay;
+* where the unit's inputs come from: the quantized model (``quantized``), the FP model (``fp``),
+  or QDrop's element-wise random mix of the two (``qdrop``, FP with probability ``qdrop_p``);
+* the loss: a callable of the unit's output and FP target and, when it asks for them, the
+  outputs of the unit's quantized layers and their FP counterparts (EDA-DM's layer terms), plus
+  the rounding regulariser with an annealed beta while rounding is learned.
 
-Q-Diffusion and EDA-DM are configurations of this engine (``ReconConfig``); extra loss terms
-(e.g. EDA-DM's per-layer alignment) plug in through ``extra_loss``.
+Q-Diffusion's two phases and EDA-DM's joint phase are configurations of this loop.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..config import ReconConfig
-from .adaround import BetaSchedule
-from .calibrate import act_quantizers
-from .layer import QuantLayer
+from .adaround import AdaRoundQuantizer, BetaSchedule
+from .module import learnable_steps, quant_modules, step_contexts
 
 log = logging.getLogger(__name__)
 
 UNIT_TYPES = ("ResnetBlock2D", "Attention", "BasicTransformerBlock")
+GROUPS = ("rounding", "act_steps")
+INPUTS = ("quantized", "fp", "qdrop")
 
 
 def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
@@ -37,16 +43,80 @@ def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
     return (pred - target).abs().pow(p).sum(1).mean()
 
 
+@dataclass(frozen=True)
+class ReconLoss:
+    """``lp_loss(out, target, p)`` + ``layer_weight`` x the sum over the unit's quantized layers of
+    ``lp_loss(layer output, FP layer output, layer_p)`` (EDA-DM's fine-grained terms when > 0)."""
+
+    p: float = 2.0
+    layer_weight: float = 0.0
+    layer_p: float = 2.0
+
+    @property
+    def needs_layers(self) -> bool:
+        return self.layer_weight != 0
+
+    def __call__(self, out, target, layer_out=None, layer_target=None) -> torch.Tensor:
+        loss = lp_loss(out, target, self.p)
+        if self.needs_layers:
+            loss = loss + self.layer_weight * sum(lp_loss(layer_out[k], layer_target[k], self.layer_p) for k in layer_out)
+        return loss
+
+
+@dataclass(frozen=True)
+class RoundingReg:
+    """AdaRound's regulariser ``weight x sum(1 - |2h - 1|^beta)``, beta from ``b_start`` to ``b_end``
+    after ``warmup`` (a fraction of the iterations) during which it is off."""
+
+    weight: float = 0.01
+    b_start: float = 20.0
+    b_end: float = 2.0
+    warmup: float = 0.2
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One pass of the engine over the units (see the module docstring). ``lr``/``cosine`` give
+    each learned group's Adam learning rate and whether it decays (cosine to 0 over ``iters``);
+    unit k draws its mini-batches with seed ``seed + k``."""
+
+    learn: tuple[str, ...]
+    iters: int
+    batch_size: int
+    lr: tuple[tuple[str, float], ...]
+    cosine: tuple[str, ...] = ()
+    inputs: str = "quantized"
+    qdrop_p: float = 0.5
+    loss: Callable = ReconLoss()
+    rounding_reg: RoundingReg | None = None
+    seed: int = 0
+    name: str = "reconstruction"
+
+    def __post_init__(self):
+        if not self.learn or any(g not in GROUPS for g in self.learn):
+            raise ValueError(f"learn must be a non-empty subset of {GROUPS}, got {self.learn}")
+        if set(dict(self.lr)) != set(self.learn):
+            raise ValueError(f"one learning rate per learned group {self.learn}, got {dict(self.lr)}")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if not 0 <= self.qdrop_p <= 1:
+            raise ValueError(f"qdrop_p must be in [0, 1], got {self.qdrop_p}")
+
+    def loss_needs_layers(self) -> bool:
+        return bool(getattr(self.loss, "needs_layers", False))
+
+
 def find_units(model: nn.Module) -> list[str]:
-    """Names of the reconstruction units: outermost blocks of ``UNIT_TYPES`` and quantized layers
-    outside them (registration order; see ``execution_order``)."""
+    """Names of the reconstruction units: outermost blocks of ``UNIT_TYPES`` that hold quantized
+    modules, and quantized layers outside them (registration order; see ``execution_order``)."""
+    holders = {name for name, _ in quant_modules(model)}
     units: list[str] = []
     for name, m in model.named_modules():
         if any(name.startswith(u + ".") for u in units):
             continue
-        if type(m).__name__ in UNIT_TYPES and any(isinstance(c, QuantLayer) for c in m.modules()):
+        if type(m).__name__ in UNIT_TYPES and any(h.startswith(name + ".") for h in holders):
             units.append(name)
-        elif isinstance(m, QuantLayer):
+        elif name in holders:
             units.append(name)
     return units
 
@@ -72,6 +142,16 @@ def execution_order(model: nn.Module, units: Sequence[str], run: Callable[[nn.Mo
     return seen
 
 
+def _map(obj, fn):
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_map(o, fn) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _map(v, fn) for k, v in obj.items()}
+    return obj
+
+
 def _cat(items: list):
     first = items[0]
     if isinstance(first, torch.Tensor):
@@ -83,42 +163,37 @@ def _cat(items: list):
     return first
 
 
-def _index(obj, idx):
-    if isinstance(obj, torch.Tensor):
-        return obj[idx]
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_index(o, idx) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _index(v, idx) for k, v in obj.items()}
-    return obj
-
-
-def _to(obj, device):
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_to(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
-    return obj
+def _mix(q, fp, p: float, gen: torch.Generator):
+    """QDrop: each element from the FP input with probability ``p``, else the quantized one."""
+    if isinstance(q, torch.Tensor) and q.is_floating_point():
+        keep_fp = torch.rand(q.shape, generator=gen) < p
+        return torch.where(keep_fp.to(q.device), fp, q)
+    if isinstance(q, (tuple, list)):
+        return type(q)(_mix(a, b, p, gen) for a, b in zip(q, fp))
+    if isinstance(q, dict):
+        return {k: _mix(q[k], fp[k], p, gen) for k in q}
+    return q
 
 
 @torch.no_grad()
 def capture(model: nn.Module, unit: str, batches: Sequence[tuple], run: Callable, want_input: bool,
-            want_output: bool) -> tuple:
-    """Inputs ``(args, kwargs)`` and/or outputs of ``model``'s ``unit`` over all batches (on CPU);
-    each forward stops right after the unit."""
+            want_output: bool, layers: Sequence[str] = ()) -> tuple:
+    """Over all batches (on CPU): the unit's inputs ``(args, kwargs)`` and/or outputs, and the
+    outputs of its submodules ``layers`` (names relative to the unit); each forward stops right
+    after the unit."""
     module = model.get_submodule(unit)
-    ins, outs = [], []
+    ins, outs, inner = [], [], {k: [] for k in layers}
 
     def hook(m, args, kwargs, out):
         if want_input:
-            ins.append(_to((args, kwargs), "cpu"))
+            ins.append(_map((args, kwargs), lambda t: t.cpu()))
         if want_output:
             outs.append(out.detach().cpu())
         raise _Stop
 
-    h = module.register_forward_hook(hook, with_kwargs=True)
+    handles = [module.register_forward_hook(hook, with_kwargs=True)]
+    handles += [module.get_submodule(k).register_forward_hook(lambda m, a, o, k=k: inner[k].append(o.detach().cpu()))
+                for k in layers]
     try:
         for b in batches:
             try:
@@ -126,102 +201,112 @@ def capture(model: nn.Module, unit: str, batches: Sequence[tuple], run: Callable
             except _Stop:
                 pass
     finally:
-        h.remove()
-    return (_cat(ins) if want_input else None), (_cat(outs) if want_output else None)
+        for h in handles:
+            h.remove()
+    return (_cat(ins) if want_input else None), (_cat(outs) if want_output else None), {k: torch.cat(v) for k, v in inner.items()}
 
 
-def _unit_data(qmodel: nn.Module, fp_model: nn.Module, unit: str, batches, run, asym: bool):
-    """The unit's inputs (from the quantized model if ``asym``, else from the FP model) and its
-    FP outputs; one pass of the FP model when both come from it."""
-    if not asym:
-        return capture(fp_model, unit, batches, run, want_input=True, want_output=True)
-    inputs, _ = capture(qmodel, unit, batches, run, want_input=True, want_output=False)
-    _, target = capture(fp_model, unit, batches, run, want_input=False, want_output=True)
-    return inputs, target
+def _timesteps(batches: Sequence[tuple]) -> torch.Tensor:
+    return torch.cat([torch.as_tensor(b[1]).reshape(-1).expand(b[0].shape[0]) for b in batches])
 
 
-def _unit_layers(module: nn.Module) -> list[QuantLayer]:
-    return [m for m in module.modules() if isinstance(m, QuantLayer)]
+def _learned(unit: nn.Module, phase: Phase) -> dict[str, list[nn.Parameter]]:
+    """Swap AdaRound into the unit's quantized weight slots and collect each learned group."""
+    groups: dict[str, list[nn.Parameter]] = {}
+    for g in phase.learn:
+        if g == "rounding":
+            mods = [m for _, m in quant_modules(unit) if m.quant_weights]
+            for m in mods:
+                m.swap_weight_quantizers(lambda q, w: AdaRoundQuantizer(q, w))
+            params = [q.alpha for m in mods for q, _ in m.weight_parts()]
+        else:
+            params = learnable_steps(unit)
+        if params:
+            groups[g] = params
+    return groups
 
 
-def _unit_act_scales(module: nn.Module) -> list[nn.Parameter]:
-    """The learnable (LSQ) step sizes of the activation quantizers in use inside ``module``."""
-    return [q.scale for _, q in act_quantizers(module) if isinstance(q.scale, nn.Parameter)]
-
-
-def _optimise(unit: nn.Module, inputs, target: torch.Tensor, params: list[nn.Parameter], iters: int, lr: float,
-              p: float, batch_size: int, seed: int, device, reg: Callable[[int], torch.Tensor] | None = None,
-              cosine: bool = False, positive: bool = False, extra_loss: Callable | None = None,
-              desc: str = "") -> float:
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters, eta_min=0.0) if cosine else None
+def _optimise(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.Parameter]], inputs, target: torch.Tensor,
+              fp_inputs, layer_target: dict, ts: torch.Tensor, seed: int, device, desc: str) -> float:
+    lrs = dict(phase.lr)
+    opts = {g: torch.optim.Adam(ps, lr=lrs[g]) for g, ps in groups.items()}
+    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(opts[g], T_max=phase.iters, eta_min=0.0)
+              for g in groups if g in phase.cosine]
+    rounders = [q for _, m in quant_modules(unit) for q, _ in m.weight_parts() if q.pending] if "rounding" in groups else []
+    reg = phase.rounding_reg
+    sched = BetaSchedule(phase.iters, reg.b_start, reg.b_end, reg.warmup) if (reg and rounders) else None
+    contexts = step_contexts(unit)
+    layer_names = sorted(layer_target)
+    layer_out: dict[str, torch.Tensor] = {}
+    hooks = [unit.get_submodule(k).register_forward_hook(lambda m, a, o, k=k: layer_out.__setitem__(k, o))
+             for k in layer_names]
     n = target.shape[0]
     gen = torch.Generator().manual_seed(seed)
     last = float("nan")
-    for it in tqdm(range(iters), desc=desc, mininterval=10, leave=False):
-        idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
-        args, kwargs = _to(_index(inputs, idx), device)
-        out = unit(*args, **kwargs)
-        loss = lp_loss(out, target[idx].to(device), p)
-        if extra_loss is not None:
-            loss = loss + extra_loss(unit, args, kwargs, idx)
-        if reg is not None:
-            loss = loss + reg(it)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        if positive:  # step sizes stay positive
-            for q in params:
-                q.data.clamp_(min=1e-8)
-        last = float(loss.detach())
+    try:
+        for it in tqdm(range(phase.iters), desc=desc, mininterval=10, leave=False):
+            idx = torch.randint(0, n, (min(phase.batch_size, n),), generator=gen)
+            batch_in = _map(inputs, lambda t: t[idx])
+            if phase.inputs == "qdrop":
+                batch_in = _mix(batch_in, _map(fp_inputs, lambda t: t[idx]), phase.qdrop_p, gen)
+            args, kwargs = _map(batch_in, lambda t: t.to(device))
+            with ExitStack() as stack:
+                for c in contexts:
+                    stack.enter_context(c.using(ts[idx]))
+                out = unit(*args, **kwargs)
+            if layer_names:
+                loss = phase.loss(out, target[idx].to(device), layer_out,
+                                  {k: layer_target[k][idx].to(device) for k in layer_names})
+            else:
+                loss = phase.loss(out, target[idx].to(device))
+            if sched is not None:
+                loss = loss + (reg.weight * sum(q.regularizer(sched(it)) for q in rounders) if sched.active(it)
+                               else torch.zeros((), device=device))
+            for o in opts.values():
+                o.zero_grad(set_to_none=True)
+            loss.backward()
+            for o in opts.values():
+                o.step()
+            for s in scheds:
+                s.step()
+            for p in groups.get("act_steps", ()):  # step sizes stay positive
+                p.data.clamp_(min=1e-8)
+            last = float(loss.detach())
+    finally:
+        for h in hooks:
+            h.remove()
     return last
 
 
-def reconstruct_weights(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple], run: Callable,
-                        cfg: ReconConfig, device, units: Sequence[str]) -> dict[str, float]:
-    """AdaRound every unit in order (activation quantization off), baking each unit's rounding."""
+def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple], run: Callable, phase: Phase,
+                device, units: Sequence[str]) -> dict[str, float]:
+    """Run ``phase`` over ``units`` in order; returns each unit's last loss. Learned rounding is
+    baked into the weights unit by unit (later units see the final rounding of earlier ones)."""
     losses = {}
-    for k, u in enumerate(tqdm(units, desc="weight reconstruction")):
+    ts = _timesteps(batches)
+    for k, u in enumerate(tqdm(units, desc=phase.name)):
         unit = qmodel.get_submodule(u)
-        layers = [m for m in _unit_layers(unit) if m.quant_weights]
-        if not layers:
+        if not _has_work(unit, phase):
             continue
-        inputs, target = _unit_data(qmodel, fp_model, u, batches, run, cfg.asym_w)
-        for m in layers:
-            m.start_adaround()
-        alphas = [r.alpha for m in layers for r in m.rounding]
-        sched = BetaSchedule(cfg.iters_w, cfg.b_start, cfg.b_end, cfg.warmup)
-
-        def reg(it, layers=layers, sched=sched):
-            if not sched.active(it):
-                return torch.zeros((), device=device)
-            beta = sched(it)
-            return cfg.round_weight * sum(r.regularizer(beta) for m in layers for r in m.rounding)
-
+        layers = [n for n, m in quant_modules(unit) if n and m.allow_weights] if phase.loss_needs_layers() else []
+        if phase.inputs == "fp":
+            inputs, target, layer_target = capture(fp_model, u, batches, run, True, True, layers)
+            fp_inputs = None
+        else:
+            inputs, _, _ = capture(qmodel, u, batches, run, True, False)
+            fp_inputs, target, layer_target = capture(fp_model, u, batches, run, phase.inputs == "qdrop", True, layers)
+        groups = _learned(unit, phase)
         with torch.enable_grad():
-            losses[u] = _optimise(unit, inputs, target, alphas, cfg.iters_w, cfg.lr_w, cfg.p_w, cfg.batch_size,
-                                  cfg.seed + k, device, reg=reg, desc=f"adaround {u}")
-        for m in layers:
-            m.bake_rounding()
-        log.info("weights %s: loss %.4g", u, losses[u])
+            losses[u] = _optimise(unit, phase, groups, inputs, target, fp_inputs, layer_target, ts, phase.seed + k,
+                                  device, desc=f"{phase.name} {u}")
+        for _, m in quant_modules(unit):
+            m.bake_weights()
+        log.info("%s %s: loss %.4g", phase.name, u, losses[u])
     return losses
 
 
-def reconstruct_activations(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple], run: Callable,
-                            cfg: ReconConfig, device, units: Sequence[str]) -> dict[str, float]:
-    """LSQ step sizes of every unit's activation quantizers, in order."""
-    losses = {}
-    for k, u in enumerate(tqdm(units, desc="activation reconstruction")):
-        unit = qmodel.get_submodule(u)
-        scales = _unit_act_scales(unit)
-        if not scales:
-            continue
-        inputs, target = _unit_data(qmodel, fp_model, u, batches, run, cfg.asym_a)
-        with torch.enable_grad():
-            losses[u] = _optimise(unit, inputs, target, scales, cfg.iters_a, cfg.lr_a, cfg.p_a, cfg.batch_size,
-                                  cfg.seed + 1000 + k, device, cosine=True, positive=True, desc=f"lsq {u}")
-        log.info("activations %s: loss %.4g", u, losses[u])
-    return losses
-
+def _has_work(unit: nn.Module, phase: Phase) -> bool:
+    mods = [m for _, m in quant_modules(unit)]
+    if "rounding" in phase.learn and any(m.quant_weights and m.weight_parts() for m in mods):
+        return True
+    return "act_steps" in phase.learn and bool(learnable_steps(unit))

@@ -1,86 +1,27 @@
 """Model wrapping: ``quantize_model(unet, spec)`` replaces the ``Conv2d``/``Linear`` layers chosen
-by name patterns with ``QuantLayer``s, never by list position or exact model type. Per-layer
-overrides are an ordered list of ``(regex, changes)``; every matching entry applies, later ones
-win. A quantized model is saved as its spec plus its ``state_dict`` and loaded by wrapping a fresh
-FP model with the same spec."""
+by name patterns with ``QuantLayer``s, never by list position or exact model type, and sets a
+``QuantAttnProcessor`` on the chosen attention modules. A quantized model is saved as a
+safetensors file (its state dict, with the spec and the quant switches as JSON in the header)
+and loaded by wrapping a fresh FP model with the same spec: nothing is unpickled."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
+import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
 
-from ..io import save_torch
+from ..io import atomic_path
 from .attention import QuantAttnProcessor
 from .layer import QuantLayer
+from .module import apply_quant_states, check_initialized, quant_states
+from .spec import QuantSpec
+from .timestep import StepContext
 
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """How one layer is quantized."""
-
-    w_bits: int
-    a_bits: int
-    w_symmetric: bool = False
-    a_symmetric: bool = False
-    w_per_channel: bool = True
-    quant_weights: bool = True
-    quant_acts: bool = True
-    split: int = 0
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    """Which layers are quantized, and how.
-
-    ``include``/``exclude`` are regexes matched (``re.search``) against module names;
-    ``overrides`` is an ordered tuple of ``(regex, {LayerSpec field: value})``, e.g.
-    ``(("^conv_in$|^conv_out$", {"w_bits": 8, "a_bits": 8}),)`` for 8-bit first/last layers.
-    ``split_shortcut`` adds ``{"split": C}`` overrides for the layers that receive
-    ``cat([h, skip])`` (see ``concat_splits``); ``attention`` quantizes q, k, v and the softmax
-    output (``sm_bits``, unsigned) through ``QuantAttnProcessor``; ``a_learnable`` makes
-    activation scales trainable (LSQ).
-    """
-
-    w_bits: int
-    a_bits: int
-    w_symmetric: bool = False
-    a_symmetric: bool = False
-    w_per_channel: bool = True
-    include: tuple[str, ...] = (".*",)
-    exclude: tuple[str, ...] = ()
-    overrides: tuple[tuple[str, dict], ...] = field(default_factory=tuple)
-    attention: bool = False
-    sm_bits: int = 8
-    a_learnable: bool = False
-
-    def layer_spec(self, name: str) -> LayerSpec | None:
-        if not any(re.search(p, name) for p in self.include) or any(re.search(p, name) for p in self.exclude):
-            return None
-        spec = LayerSpec(self.w_bits, self.a_bits, self.w_symmetric, self.a_symmetric, self.w_per_channel)
-        for pattern, changes in self.overrides:
-            if re.search(pattern, name):
-                spec = dataclasses.replace(spec, **changes)
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["overrides"] = [[p, dict(c)] for p, c in self.overrides]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "QuantSpec":
-        d = dict(d)
-        d["include"] = tuple(d.get("include", (".*",)))
-        d["exclude"] = tuple(d.get("exclude", ()))
-        d["overrides"] = tuple((p, dict(c)) for p, c in d.get("overrides", ()))
-        return cls(**d)
+FORMAT = "diffcomp-quant/2"
 
 
 def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -132,90 +73,70 @@ def concat_splits(unet: nn.Module) -> dict[str, int]:
 def with_split_shortcut(spec: QuantSpec, unet: nn.Module) -> QuantSpec:
     """``spec`` plus explicit ``split`` overrides for every concat-input shortcut conv (stored in
     the spec, so loading needs no forward pass)."""
-    extra = tuple((f"^{re.escape(n)}$", {"split": c}) for n, c in concat_splits(unet).items())
-    return dataclasses.replace(spec, overrides=spec.overrides + extra)
+    return spec.with_overrides(*((f"^{re.escape(n)}$", {"split": c}) for n, c in concat_splits(unet).items()))
 
 
 def quantize_model(model: nn.Module, spec: QuantSpec, inplace: bool = False) -> nn.Module:
     """A copy of ``model`` whose chosen Conv2d/Linear layers are ``QuantLayer``s and, with
-    ``spec.attention``, whose attention modules use ``QuantAttnProcessor`` (ranges not yet set)."""
+    ``spec.attention``, whose attention modules use ``QuantAttnProcessor`` (ranges not yet set).
+    With ``spec.timesteps``, a ``StepContext`` pre-hook on the model feeds per-timestep quantizers."""
     from diffusers.models.attention_processor import Attention
 
     model = model if inplace else copy.deepcopy(model)
+    context = StepContext() if spec.timesteps else None
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     for name, module in targets:
-        ls = spec.layer_spec(name)
-        if ls is None:
-            continue
-        q = QuantLayer(module, ls.w_bits, ls.a_bits, ls.w_symmetric, ls.a_symmetric, ls.w_per_channel,
-                       split=ls.split, a_learnable=spec.a_learnable, allow_weights=ls.quant_weights,
-                       allow_acts=ls.quant_acts)
-        _set_submodule(model, name, q)
-    if spec.attention:
+        cfg = spec.layer_config(name)
+        if cfg is not None:
+            _set_submodule(model, name, QuantLayer(module, cfg, spec.timesteps, context))
+    if spec.attention is not None:
         for name, m in model.named_modules():
-            if isinstance(m, Attention) and spec.layer_spec(name) is not None:
-                m.set_processor(QuantAttnProcessor(spec.a_bits, spec.sm_bits, spec.a_symmetric, spec.a_learnable))
+            if isinstance(m, Attention) and spec.selects(name):
+                m.set_processor(QuantAttnProcessor(spec.attention, spec.timesteps, context))
+    if context is not None:
+        model.register_forward_pre_hook(context, with_kwargs=True)
     return model
 
 
-def quant_layers(model: nn.Module) -> Iterator[tuple[str, QuantLayer]]:
-    for name, m in model.named_modules():
-        if isinstance(m, QuantLayer):
-            yield name, m
-
-
-def set_quant_state(model: nn.Module, weights: bool, acts: bool) -> None:
-    """Switch weight/activation quantization of every quantized layer and attention processor
-    (FP when both are off)."""
-    for _, m in model.named_modules():
-        if isinstance(m, QuantLayer):
-            m.set_quant_state(weights, acts)
-        elif isinstance(m, QuantAttnProcessor):
-            m.quant_acts = bool(acts)
-
-
-def check_initialized(model: nn.Module) -> None:
-    """Raise if a quantizer that is in use was never given a range."""
-    missing = []
-    for name, m in model.named_modules():
-        if isinstance(m, QuantLayer):
-            if m.quant_weights:
-                missing += [f"{name}.weight" for q, _ in m.weight_parts() if not bool(q.initialized)]
-            if m.quant_acts:
-                missing += [f"{name}.input" for q, _ in m.input_parts() if not bool(q.initialized)]
-        elif isinstance(m, QuantAttnProcessor) and m.quant_acts:
-            missing += [f"{name}.{n}" for n, q in m.act_quantizers() if not bool(q.initialized)]
-    if missing:
-        raise RuntimeError(f"{len(missing)} quantizers have no range, e.g. {missing[:3]}")
-
-
-def _switches(model: nn.Module) -> dict[str, list[bool]]:
-    out = {}
-    for name, m in model.named_modules():
-        if isinstance(m, QuantLayer):
-            out[name] = [m.quant_weights, m.quant_acts]
-        elif isinstance(m, QuantAttnProcessor):
-            out[name] = [False, m.quant_acts]
-    return out
-
-
 def save_quantized(model: nn.Module, spec: QuantSpec, path: str | Path, meta: dict | None = None) -> None:
-    """Write the spec, the quant switches and the full ``state_dict``."""
-    if any(m.rounding is not None for _, m in quant_layers(model)):
-        raise RuntimeError("bake the AdaRound rounding (QuantLayer.bake_rounding) before saving")
-    states = _switches(model)
-    save_torch(path, {"spec": spec.to_dict(), "quant_state": states, "state_dict": model.state_dict(), "meta": meta or {}})
+    """Write the full ``state_dict`` with the spec, the quant switches and ``meta`` in the header."""
+    from safetensors.torch import save_file
+
+    check_initialized(model)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, "spec": json.dumps(spec.to_dict(), sort_keys=True),
+              "quant_state": json.dumps(quant_states(model), sort_keys=True),
+              "meta": json.dumps(meta or {}, sort_keys=True, default=str)}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=header)
+
+
+def read_quantized(path: str | Path) -> tuple[QuantSpec, dict, dict, dict[str, torch.Tensor]]:
+    """(spec, quant switches, meta, state dict) of a file written by ``save_quantized``; a damaged
+    or foreign file is one error naming it."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            if header.get("format") != FORMAT:
+                raise ValueError(f"format {header.get('format')!r}, expected {FORMAT!r}")
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        spec = QuantSpec.from_dict(json.loads(header["spec"]))
+        return spec, json.loads(header["quant_state"]), json.loads(header.get("meta", "{}")), state
+    except Exception as e:  # safetensors, JSON and key errors alike
+        raise ValueError(f"{path}: not a readable quantized model ({type(e).__name__}: {e}); delete it to have it rebuilt") from None
 
 
 def load_quantized(fp_model: nn.Module, path: str | Path) -> nn.Module:
     """Wrap ``fp_model`` with the saved spec and load the saved state (strict)."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    model = quantize_model(fp_model, QuantSpec.from_dict(blob["spec"]))
-    model.load_state_dict(blob["state_dict"], strict=True)
-    for name, m in model.named_modules():
-        if isinstance(m, QuantLayer):
-            m.set_quant_state(*blob["quant_state"][name])
-        elif isinstance(m, QuantAttnProcessor):
-            m.quant_acts = blob["quant_state"][name][1]
+    spec, states, _, state = read_quantized(path)
+    model = quantize_model(fp_model, spec)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: does not fit this FP model: {str(e)[:500]}") from None
+    apply_quant_states(model, states)
     check_initialized(model)
     return model.eval()

@@ -1,0 +1,68 @@
+"""Calibration selectors: which (x_t, t) samples of the FP trajectories a method calibrates on.
+
+A selector is one module in this package that registers itself with ``@selector(name,
+params=...)``; a method's parameters hold a ``Calibration`` (a selector and its parameters),
+written in the config as ``calibration: {selector: uniform, steps: 20, per_step: 256}``, so any
+PTQ method can use any selector. Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ...registry import Registry
+from ...typedconfig import ConfigError, build_dataclass, to_plain
+
+
+@dataclass(frozen=True)
+class SelectorEntry:
+    name: str
+    params: type  # frozen dataclass of the selector's parameters (defaults: the paper's)
+    select: Callable[..., Any]  # select(trajectories, params, seed) -> (xs, ts)
+    module: str
+    label: str = ""
+
+
+SELECTORS: Registry[SelectorEntry] = Registry("calibration selector", __name__)
+
+
+def selector(name: str, *, params: type, label: str = ""):
+    """Register the decorated ``select(trajectories, params, seed) -> (xs, ts)``."""
+
+    def deco(fn):
+        SELECTORS.add(SelectorEntry(name, params, fn, fn.__module__, label or name))
+        return fn
+
+    return deco
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A registered selector and its parameters (a method parameter; see the module docstring)."""
+
+    selector: str
+    params: Any
+
+    @classmethod
+    def from_config(cls, value: Any, where: str) -> "Calibration":
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{where}': expected a mapping like {{selector: uniform, steps: 20}}, got {value!r}")
+        value = dict(value)
+        if "selector" not in value:
+            raise ConfigError(f"config key '{where}.selector': required key is missing (known: {', '.join(SELECTORS.names())})")
+        name = value.pop("selector")
+        if name not in SELECTORS:
+            raise ConfigError(f"config key '{where}.selector': unknown calibration selector {name!r} (known: {', '.join(SELECTORS.names())})")
+        return cls(name, build_dataclass(SELECTORS[name].params, value, where))
+
+    def to_config(self) -> dict[str, Any]:
+        return {"selector": self.selector, **to_plain(self.params)}
+
+    def check_against(self, cfg: Any, where: str) -> None:
+        if hasattr(self.params, "check_against"):
+            self.params.check_against(cfg, where)
+
+    def select(self, trajectories: Any, seed: int = 0) -> Any:
+        """(xs, ts): the calibration inputs this choice picks from ``trajectories``."""
+        return SELECTORS[self.selector].select(trajectories, self.params, seed)

@@ -1,0 +1,254 @@
+"""The workflow's own config sections: typed, frozen dataclasses whose defaults are the papers'
+values (the default YAML scales them down where it must). Method parameters are not here: each
+method's parameter dataclass lives in its own module. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .variant import BitSetting, Variant
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the images come from. ``debian``: IDX files under ``root`` (offline);
+    ``torchvision``: downloaded into ``root``."""
+
+    name: str = "fashion-mnist"
+    source: str = "debian"
+    root: str = "/usr/share/datasets/fashion-mnist"
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class UNetArch:
+    """Architecture of the default UNet, trained by the ``train`` rule.
+
+    The CIFAR-10 DDPM (Ho et al. 2020; Q-Diffusion's model) has ch 128, ch_mult (1, 2, 2, 2),
+    2 resnet blocks per level, attention at 16x16, dropout 0.1. The default keeps the block
+    types and the attention resolution with three levels (32, 16, 8) and fewer channels
+    (1.1M parameters; about 130 image-steps per second on 2 CPU cores).
+    """
+
+    sample_size: int = 32
+    channels: int = 1
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    attention_levels: tuple[int, ...] = (1,)
+    attention_head_dim: int = 64
+    norm_num_groups: int = 8
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """DDPM training (Ho et al.'s CIFAR-10 recipe: lr 2e-4, batch 128, warm-up 5000,
+    grad clip 1, EMA 0.9999, random flips; 800k steps there, far fewer here)."""
+
+    steps: int = 800_000
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup: int = 5000
+    ema_decay: float = 0.9999
+    grad_clip: float = 1.0
+    hflip: bool = True
+    seed: int = 0
+    checkpoint_every: int = 2000
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The full-precision model. ``shipped``: the folder ``path`` in the repository;
+    ``train``: trained by the ``train`` rule; ``hub``: ``from_pretrained`` of ``hub_id``."""
+
+    source: str = "shipped"
+    path: str | None = "resources/models/fmnist-ddpm"
+    hub_id: str | None = None
+    revision: str | None = None
+    arch: UNetArch = field(default_factory=UNetArch)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """Adam with one-cycle LR, 12 epochs, batch 128, flips and 2-pixel shifts."""
+
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FeatureNetConfig:
+    """The network metrics are measured in: ``fmnist-classifier`` (offline default, shipped
+    or trained) or ``inception-v3-compat`` (the papers' protocol, torch-fidelity's weights)."""
+
+    name: str = "fmnist-classifier"
+    source: str = "shipped"
+    path: str | None = "resources/models/fmnist-classifier"
+    train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """DDIM. Defaults are Q-Diffusion's CIFAR-10 protocol: 100 steps, eta 0, quad skip."""
+
+    name: str = "ddim"
+    steps: int = 100
+    eta: float = 0.0
+    skip: str = "quad"
+    clip_x0: bool = False
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """FP trajectories captured once; selectors pick from them. Q-Diffusion: 20 steps x 256."""
+
+    n_trajectories: int = 256
+    batch_size: int = 256
+    seed: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A configured instance of a registered plug-in: its ``name`` (used in variant names), the
+    registered ``method`` it runs, its table label, and its parameters (the method's parameter
+    dataclass with the defaults filled in: ``built``; as plain data: ``params``)."""
+
+    name: str
+    method: str
+    label: str
+    params: Mapping[str, Any]
+    built: Any = field(default=None, compare=False, repr=False)
+
+    def params_json(self) -> str:
+        return json.dumps(dict(self.params), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class MethodConfig(Instance):
+    """One entry of the quantization grid: an instance of a quantization method and its bit
+    settings."""
+
+    bits: tuple[BitSetting, ...] = ()
+
+    def variants(self) -> list[Variant]:
+        return [Variant(self.name, bits=b) for b in self.bits]
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    bits: tuple[BitSetting, ...] = (BitSetting(8, 8), BitSetting(4, 8))
+    methods: tuple[MethodConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class DistillMethodConfig(Instance):
+    """One distillation chain: an instance of a distillation method (variants ``{name}-s{N}``),
+    the student step counts it produces, and where its first stage's teacher comes from: ``fp``
+    (the FP model sampled with 2N steps) or another instance's 2N-step student. Stage N's teacher
+    is this chain's own 2N-step student when 2N is among its ``steps``."""
+
+    teacher: str = "fp"
+    steps: tuple[int, ...] = ()
+
+    def teacher_of(self, n: int) -> tuple[str, int]:
+        """(source, steps) of stage n's teacher: ('fp', 2n) or (instance name, 2n)."""
+        return (self.name if 2 * n in self.steps else self.teacher), 2 * n
+
+    def variants(self) -> list[Variant]:
+        return [Variant(self.name, steps=n) for n in self.steps]
+
+
+@dataclass(frozen=True)
+class DistillFeatureNet:
+    """The frozen network of RDD's losses (a shipped weights folder)."""
+
+    name: str = "fmnist-classifier"
+    path: str = "resources/models/fmnist-classifier"
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """The distillation grid. Students and the FP teacher row of table 3 are sampled with DDIM
+    (eta 0) on the ``trailing`` grid (PD's: the first step starts at T - 1, every stage halves
+    the steps), x0 clipped to [-1, 1] as in RDD's ``ddim_eval.py``. ``feature_net``: RDD's frozen
+    network; None uses the metrics' ``feature_net`` (the paper trains a separate classifier)."""
+
+    steps: tuple[int, ...] = (8, 4, 2, 1)
+    skip: str = "trailing"
+    clip_x0: bool = True
+    feature_net: DistillFeatureNet | None = None
+    methods: tuple[DistillMethodConfig, ...] = ()
+
+    def sampler(self, steps: int) -> SamplerConfig:
+        return SamplerConfig(name="ddim", steps=steps, eta=0.0, skip=self.skip, clip_x0=self.clip_x0)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Samples per variant, shards (seeds are ``seed + image index``), and the reference split."""
+
+    n_samples: int = 50_000
+    shard_size: int = 1000
+    seed: int = 0
+    batch_size: int = 250
+    reference: str = "test"
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """What one job of a rule asks for (threads, memory, minutes, GPUs)."""
+
+    threads: int = 1
+    mem_mb: int = 4000
+    runtime: int = 60
+    gpu: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    dataset: DatasetConfig
+    model: ModelConfig
+    feature_net: FeatureNetConfig
+    sampler: SamplerConfig
+    calibration: CalibrationConfig
+    quantization: QuantizationConfig
+    evaluation: EvaluationConfig
+    resources: Mapping[str, ResourceSpec]
+    device: str = "auto"
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+
+    # ---- derived names used by the workflow
+    def variants(self) -> list[str]:
+        """``fp`` then ``{method}-w{W}a{A}`` for every method and bit setting."""
+        return ["fp"] + [str(v) for m in self.quantization.methods for v in m.variants()]
+
+    def distill_variants(self) -> list[str]:
+        """``fp-s{N}`` (the FP teacher with N steps) for every step count, then ``{name}-s{N}``."""
+        d = self.distillation
+        out = [Variant("fp", steps=n) for n in d.steps] if d.methods else []
+        return [str(v) for v in out + [v for m in d.methods for v in m.variants()]]
+
+    def distill_method(self, name: str) -> DistillMethodConfig:
+        for m in self.distillation.methods:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def method(self, name: str) -> MethodConfig:
+        for m in self.quantization.methods:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def resource(self, rule: str) -> ResourceSpec:
+        return self.resources.get(rule, self.resources.get("default", ResourceSpec()))
+
+    def n_shards(self) -> int:
+        return -(-self.evaluation.n_samples // self.evaluation.shard_size)

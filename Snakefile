@@ -14,7 +14,8 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from diffcomp.config import ConfigError, parse_config
-from diffcomp.hashing import code_hash
+from diffcomp.hashing import module_hash
+from diffcomp.variant import Variant, quant_state_path, student_dir
 
 # A config file is a complete setting: `--configfile X` replaces the embedded default instead
 # of being merged into it (Snakemake would otherwise deep-merge X into the default's methods).

@@ -21,9 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from diffcomp.cli.common import exact_fp32  # noqa: E402
-from diffcomp.distill.features import load_feature_net  # noqa: E402
-from diffcomp.distill.params import PDParams, RDDParams  # noqa: E402
+from diffcomp.cli._common import exact_fp32  # noqa: E402
+from diffcomp.distill.methods.pd import PDParams  # noqa: E402
+from diffcomp.distill.methods.rdd import RDDParams, load_features  # noqa: E402
 from diffcomp.distill.stage import distill_stage  # noqa: E402
 from diffcomp.models.pipeline import load_pipeline  # noqa: E402
 
@@ -39,15 +39,15 @@ def main() -> None:
     exact_fp32(args.device)
     pipe = load_pipeline(ROOT / "resources/models/fmnist-ddpm")
     images = np.random.default_rng(0).integers(0, 256, (1024, 1, 32, 32), dtype=np.uint8)
-    feats = load_feature_net("fmnist-classifier", ROOT / "resources/models/fmnist-classifier")
+    feats = load_features("fmnist-classifier", ROOT / "resources/models/fmnist-classifier")
     common = dict(iters=args.iters, low_step_factor=1, batch_size=args.batch)
     rates = {}
-    for name, params, f in [("PD", PDParams(**common), None), ("RDD", RDDParams(**common), feats)]:
+    for name, method, params, f in [("PD", "pd", PDParams(**common), None), ("RDD", "rdd", RDDParams(**common), feats)]:
         warm = dict(common, iters=2)
-        distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, type(params)(**warm), features=f,
+        distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, type(params)(**warm), features=f,
                       device=args.device, compile=args.compile)  # warm-up (and compilation)
         t0 = time.time()
-        _, stats = distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, params, features=f,
+        _, stats = distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, params, features=f,
                                  device=args.device, compile=args.compile)
         rates[name] = stats["iterations"] / (time.time() - t0)
         print(f"{name}: {rates[name]:.2f} it/s at batch {args.batch} on {args.device}", flush=True)

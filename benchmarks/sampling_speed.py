@@ -18,10 +18,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from diffcomp.config import BitSetting, SamplerConfig  # noqa: E402
-from diffcomp.methods.linear import recipe, run_unet  # noqa: E402,F401
-from diffcomp.methods.params import LinearParams  # noqa: E402
-from diffcomp.calib.trajectories import capture  # noqa: E402
+from diffcomp.calib.capture import capture  # noqa: E402
+from diffcomp.calib.selectors import Calibration  # noqa: E402
+from diffcomp.calib.selectors.uniform import UniformParams  # noqa: E402
+from diffcomp.methods.linear import LinearParams, recipe  # noqa: E402
+from diffcomp.models.config import SamplerConfig  # noqa: E402
+from diffcomp.variant import BitSetting  # noqa: E402
 from diffcomp.models.pipeline import load_pipeline  # noqa: E402
 from diffcomp.models.sampler import generate, unet_fn  # noqa: E402
 
@@ -36,7 +38,7 @@ def main() -> None:
     pipe = load_pipeline(ROOT / "resources/models/fmnist-ddpm", device=args.device)
     cfg = SamplerConfig(steps=args.steps, skip="uniform", clip_x0=True)
     traj = capture(unet_fn(pipe.unet), 16, (1, 32, 32), pipe.alphas_cumprod, cfg, 0, 16, args.device)
-    q, _ = recipe(pipe.unet, traj, BitSetting(4, 8), LinearParams(calib_steps=args.steps, calib_per_step=16), args.device)
+    q, _ = recipe(pipe.unet, traj, BitSetting(4, 8), LinearParams(Calibration("uniform", UniformParams(args.steps, 16))), args.device)
     dtype = torch.bfloat16 if args.bf16 else None
     for name, model in (("fp", pipe.unet), ("linear-w4a8", q)):
         fn = unet_fn(model, dtype)

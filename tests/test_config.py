@@ -17,7 +17,8 @@ def test_default_config_parses_with_paper_defaults_filled_in():
     assert cfg.sampler.steps == 10 and cfg.sampler.eta == 0.0
     lin = cfg.method("linear")
     assert lin.method == "linear" and lin.label == "Linear Quant"
-    assert lin.params["calib_per_step"] == 64 and lin.params["batch_size"] == 256  # default filled in
+    assert lin.params["calibration"] == {"selector": "uniform", "steps": 10, "per_step": 64}
+    assert lin.params["batch_size"] == 256  # default filled in
     assert cfg.n_shards() == 1
     # frozen: a config cannot be changed after validation
     with pytest.raises(Exception):
@@ -41,7 +42,8 @@ def test_distillation_chains_and_their_teachers():
 
 def test_method_instances_share_a_recipe_with_their_own_label_and_bits():
     raw = copy.deepcopy(DEFAULT)
-    raw["quantization"]["methods"]["linear_w8"] = {"method": "linear", "label": "Linear (W8 only)", "bits": [{"w": 8, "a": 8}], "calib_steps": 10, "calib_per_step": 64}
+    raw["quantization"]["methods"]["linear_w8"] = {"method": "linear", "label": "Linear (W8 only)", "bits": [{"w": 8, "a": 8}],
+                                                   "calibration": {"selector": "uniform", "steps": 10, "per_step": 64}}
     cfg = parse_config(raw, check_paths=False)
     assert cfg.variants()[-1] == "linear_w8-w8a8" and cfg.variants().count("linear_w8-w8a8") == 1
     assert cfg.method("linear_w8").label == "Linear (W8 only)"
@@ -57,7 +59,7 @@ BAD = [
     ("unknown top-level key", lambda r: r.update(samplr={}), "'samplr': unknown key"),
     ("unknown nested key", lambda r: r["sampler"].update(stpes=3), "'sampler.stpes': unknown key"),
     ("wrong type", lambda r: r["sampler"].update(steps="ten"), "'sampler.steps': 'ten' is not of type 'integer'"),
-    ("unknown method", lambda r: r["quantization"]["methods"].update(brecq={}), "'quantization.methods.brecq': unknown method"),
+    ("unknown method", lambda r: r["quantization"]["methods"].update(brecq={}), "'quantization.methods.brecq': unknown quantization method 'brecq' (known: linear, qdiffusion"),
     ("bits above 8", lambda r: r["quantization"].update(bits=[{"w": 9, "a": 8}]), "'quantization.bits[0].w': 9 is greater than the maximum of 8"),
     ("bits below 2", lambda r: r["quantization"].update(bits=[{"w": 4, "a": 1}]), "'quantization.bits[0].a': 1 is less than the minimum of 2"),
     ("negative sample count", lambda r: r["evaluation"].update(n_samples=-5), "'evaluation.n_samples': -5 is less than the minimum of 1"),
@@ -67,7 +69,16 @@ BAD = [
     ("hub without id", lambda r: r["model"].update(source="hub", path=None), "'model.hub_id': required when model.source is 'hub'"),
     ("shard larger than count", lambda r: r["evaluation"].update(shard_size=5000), "'evaluation.shard_size': 5000 is larger than"),
     ("unknown method parameter", lambda r: r["quantization"]["methods"]["linear"].update(iters=5), "'quantization.methods.linear.iters': unknown key"),
-    ("calibration steps beyond sampler", lambda r: r["quantization"]["methods"]["linear"].update(calib_steps=50), "'quantization.methods.linear.calib_steps': 50 is more than sampler.steps"),
+    ("calibration steps beyond sampler", lambda r: r["quantization"]["methods"]["linear"]["calibration"].update(steps=50),
+     "'quantization.methods.linear.calibration.steps': 50 is more than sampler.steps"),
+    ("calibration samples beyond trajectories", lambda r: r["quantization"]["methods"]["linear"]["calibration"].update(per_step=65),
+     "'quantization.methods.linear.calibration.per_step': 65 is more than calibration.n_trajectories (64)"),
+    ("unknown selector", lambda r: r["quantization"]["methods"]["linear"]["calibration"].update(selector="tdac"),
+     "'quantization.methods.linear.calibration.selector': unknown calibration selector 'tdac' (known: uniform"),
+    ("unknown selector parameter", lambda r: r["quantization"]["methods"]["linear"]["calibration"].update(stpes=3),
+     "'quantization.methods.linear.calibration.stpes': unknown key"),
+    ("bad method parameter value", lambda r: r["quantization"]["methods"]["qdiffusion"].update(w_init="minmax"),
+     "'quantization.methods.qdiffusion': w_init must be 'max' or 'mse'"),
     ("bad skip type", lambda r: r["sampler"].update(skip="cubic"), "'sampler.skip': 'cubic' is not one of"),
     ("missing model folder", lambda r: r["model"].update(path="resources/models/nope"), "'model.path':"),
     ("bad method instance name", lambda r: r["quantization"]["methods"].update({"Bad-Name": {}}), "'quantization.methods'"),
@@ -92,7 +103,7 @@ BAD = [
 @pytest.mark.parametrize("what,mutate,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_config_is_rejected_with_a_message_naming_key_and_problem(what, mutate, message):
     with pytest.raises(ConfigError) as e:
-        parse_config(_bad(mutate), check_paths=True)
+        parse_config(_bad(mutate), base_dir=REPO, check_paths=True)
     assert message in str(e.value), str(e.value)
 
 
@@ -100,7 +111,7 @@ def test_every_shipped_config_validates():
     files = sorted((REPO / "config").glob("*.yaml"))
     assert files
     for f in files:
-        load_config(f, check_paths=False)
+        load_config(f, check_paths=True, base_dir=REPO)
 
 
 def test_bad_yaml_is_a_config_error(tmp_path):
@@ -108,3 +119,23 @@ def test_bad_yaml_is_a_config_error(tmp_path):
     p.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+def test_the_schema_ships_inside_the_package_and_validation_imports_no_torch(tmp_path):
+    """A wheel install validates too (the schema is package data), and the Snakefile's validation
+    (every registry discovered) never imports torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from diffcomp.config import load_config, schema; "
+            f"load_config({str(REPO / 'config/default.yaml')!r}, base_dir={str(REPO)!r}); "
+            "assert schema()['title']; assert 'torch' not in sys.modules, 'torch imported'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_method_instances_keep_their_built_parameters():
+    cfg = parse_config(DEFAULT, check_paths=False)
+    q = cfg.method("qdiffusion")
+    assert q.built.calibration.params.per_step == 16 and q.built.iters_w == 80
+    assert dict(q.params)["calibration"] == {"selector": "uniform", "steps": 10, "per_step": 16}

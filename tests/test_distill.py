@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from diffcomp.sections import SamplerConfig
-from diffcomp.distill.params import PDParams, RDDParams
-from diffcomp.distill.relational import (
+from diffcomp.distill.methods.pd import PDParams
+from diffcomp.distill.methods.rdd import RDDParams
+from diffcomp.distill.methods.rdd.relational import (
     MemoryRelationLoss,
     PixelMemory,
     anchor_relation_kl,
@@ -170,7 +171,7 @@ def test_memory_queue_keeps_its_size_and_order():
 
 
 def _tiny_features():
-    from diffcomp.distill.features import ClassifierFeatures
+    from diffcomp.distill.methods.rdd.features import ClassifierFeatures
     from diffcomp.metrics.classifier import FMNISTClassifier
 
     torch.manual_seed(0)
@@ -189,14 +190,14 @@ def test_a_killed_stage_resumes_to_the_same_student(tiny_unet, tmp_path, method)
     params = PDParams(**common) if method == "pd" else RDDParams(**common, memory_size=64, memory_update=8,
                                                                    anchors=16, mse_weight=0.5)
     feats = _tiny_features() if method == "rdd" else None
-    straight, stats = distill_stage(tiny_unet, _data(), AC, 2, params, features=feats)
+    straight, stats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats)
     assert stats["iterations"] == 5 and all(np.isfinite(v) for v in stats["final_losses"].values())
     moved = [not torch.equal(a, b) for a, b in zip(straight.state_dict().values(), tiny_unet.state_dict().values())]
     assert any(moved)  # the student trained; the teacher object is untouched
-    distill_stage(tiny_unet, _data(), AC, 2, params, features=feats, state_dir=tmp_path, stop_at=3)  # killed after 3
+    distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path, stop_at=3)  # killed after 3
     assert (tmp_path / "stage_state.pt").exists()  # checkpoint of iteration 2
     torch.manual_seed(123)
-    resumed, stats = distill_stage(tiny_unet, _data(), AC, 2, params, features=feats, state_dir=tmp_path)
+    resumed, stats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path)
     assert stats["resumed_from"] == 2
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k

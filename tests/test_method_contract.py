@@ -1,30 +1,25 @@
-"""The contract every registered quantization method passes (DESIGN.md, "Methods")."""
+"""The contract every registered plug-in passes, and the quantization core's outputs pinned
+across its rewrite (core v2 computes what core v1 computed, bit for bit, on the tiny model)."""
 
-import dataclasses
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from diffcomp.calib.trajectories import Trajectories
-from diffcomp.variant import BitSetting
-from diffcomp.methods import METHODS, get_recipe
+from diffcomp.distill.methods import DISTILLERS
+from diffcomp.methods import METHODS
 from diffcomp.quant.wrap import load_quantized, save_quantized
+from diffcomp.typedconfig import build_dataclass
+from diffcomp.variant import BitSetting
 
-# Each method at its smallest useful size, so the contract runs in seconds.
-FAST = {
-    "linear": {"calib_steps": 2, "calib_per_step": 8, "batch_size": 8},
-    "qdiffusion": {"calib_steps": 2, "calib_per_step": 8, "iters_w": 3, "iters_a": 3, "batch_size": 8, "a_init_samples": 8},
-}
-
-
-def test_every_method_has_fast_settings():
-    assert set(FAST) == set(METHODS)
+PINNED = Path(__file__).parent / "data" / "core_v1_outputs.npz"
 
 
 @pytest.fixture(scope="module")
 def traj(tiny_unet):
-    from diffcomp.sections import SamplerConfig
-    from diffcomp.calib.trajectories import capture
+    from diffcomp.calib.capture import capture
+    from diffcomp.models.config import SamplerConfig
     from diffcomp.models.sampler import unet_fn
     from diffcomp.models.unet import build_scheduler
 
@@ -32,9 +27,19 @@ def traj(tiny_unet):
                    SamplerConfig(steps=4, skip="uniform"), seed=0, batch_size=8)
 
 
-def _quantize(name, unet, traj, bits):
-    params = dataclasses.replace(METHODS[name].params(), **FAST[name])
-    return get_recipe(name)(unet, traj, bits, params)
+def _quantize(name, unet, traj, bits, **extra):
+    entry = METHODS[name]
+    params = build_dataclass(entry.params, {**entry.contract, **extra}, name)
+    return entry.recipe(unet, traj, bits, params)
+
+
+def test_every_plugin_registers_contract_settings_that_validate():
+    assert {"linear", "qdiffusion"} <= set(METHODS) and {"pd", "rdd"} <= set(DISTILLERS)
+    for registry in (METHODS, DISTILLERS):
+        for entry in registry.entries():
+            assert entry.contract, f"{entry.name} has no contract-test settings"
+            build_dataclass(entry.params, entry.contract, entry.name)
+            assert entry.module.startswith(registry.package + "."), entry.module
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -50,11 +55,50 @@ def test_method_contract(name, tiny_unet, traj, tmp_path):
         assert not torch.isnan(out).any()
         errs[bits.label] = float((out - ref).norm() / ref.norm())
         if bits.w == 4:  # state round trip into a freshly wrapped FP model
-            save_quantized(model, spec, tmp_path / f"{name}.pt")
+            save_quantized(model, spec, tmp_path / f"{name}.safetensors")
             with torch.no_grad():
-                assert torch.equal(load_quantized(tiny_unet, tmp_path / f"{name}.pt")(x, t).sample, out)
+                assert torch.equal(load_quantized(tiny_unet, tmp_path / f"{name}.safetensors")(x, t).sample, out)
     assert errs["W8A8"] < 0.05, errs  # 8 bits stay close to FP
     assert errs["W8A8"] < errs["W4A8"] < errs["W2A4"], errs  # fewer bits never help
     # the FP model is left untouched
     with torch.no_grad():
         assert torch.equal(tiny_unet(x, t).sample, ref)
+
+
+CORE_V1 = [("linear", {}), ("qdiffusion", {}), ("qdiffusion_nosplit", {"split": False})]
+
+
+@pytest.mark.parametrize("key,extra", CORE_V1, ids=[k for k, _ in CORE_V1])
+def test_outputs_equal_the_pinned_core_v1_outputs(key, extra, tiny_unet, traj):
+    """Linear and Q-Diffusion (both phases, split and not) on the tiny model, at their contract
+    settings: the outputs core v1 produced (tests/data/core_v1_outputs.npz, written by the code
+    before the rewrite) are reproduced exactly."""
+    pinned = np.load(PINNED)
+    x, t = traj.xs[1, :4], traj.ts[1].repeat(4)
+    for bits in (BitSetting(8, 8), BitSetting(4, 8)):
+        model, _ = _quantize(key.split("_")[0], tiny_unet, traj, bits, **extra)
+        with torch.no_grad():
+            out = model(x, t).sample.numpy()
+        np.testing.assert_array_equal(out, pinned[f"{key}-{bits.tag}"])
+
+
+@pytest.mark.parametrize("name", sorted(DISTILLERS))
+def test_distillation_contract(name, tiny_unet):
+    """One short stage of every distillation method: finite losses, a student that moved."""
+    from diffcomp.distill.stage import distill_stage
+    from diffcomp.metrics.classifier import FMNISTClassifier
+    from diffcomp.models.unet import build_scheduler
+
+    entry = DISTILLERS[name]
+    params = build_dataclass(entry.params, entry.contract, name)
+    features = None
+    if entry.uses_features:
+        from diffcomp.distill.methods.rdd.features import ClassifierFeatures
+
+        torch.manual_seed(0)
+        features = ClassifierFeatures(FMNISTClassifier(width=8))
+    images = np.random.default_rng(0).integers(0, 256, (16, 1, 32, 32), dtype=np.uint8)
+    student, stats = distill_stage(tiny_unet, images, build_scheduler().alphas_cumprod, 2, name, params, features)
+    assert stats["method"] == name and stats["iterations"] == params.stage_iters(2)
+    assert all(np.isfinite(v) for v in stats["final_losses"].values())
+    assert any(not torch.equal(a, b) for a, b in zip(student.state_dict().values(), tiny_unet.state_dict().values()))

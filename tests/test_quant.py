@@ -4,10 +4,21 @@ import pytest
 import torch
 import torch.nn as nn
 
-from diffcomp.quant.calibrate import init_acts_minmax, init_weights_minmax
+from diffcomp.quant.calibrate import init_activations, init_weights
 from diffcomp.quant.layer import QuantLayer
+from diffcomp.quant.module import check_initialized, quant_modules
 from diffcomp.quant.quantizer import UniformQuantizer, dequantize, fake_quant, minmax_params, quantize_int, qrange
-from diffcomp.quant.wrap import QuantSpec, check_initialized, load_quantized, quant_layers, quantize_model, save_quantized
+from diffcomp.quant.spec import LayerConfig, QuantizerConfig, QuantSpec
+from diffcomp.quant.wrap import load_quantized, quantize_model, save_quantized
+
+
+def qlayer(module, w_bits, a_bits, split=0):
+    """A layer with per-channel asymmetric weights and per-tensor asymmetric inputs."""
+    return QuantLayer(module, LayerConfig(QuantizerConfig(w_bits, per_channel=True), QuantizerConfig(a_bits), split))
+
+
+def spec(w_bits, a_bits, **kw):
+    return QuantSpec(QuantizerConfig(w_bits, per_channel=True), QuantizerConfig(a_bits), **kw)
 
 
 def test_qrange():
@@ -47,15 +58,15 @@ def test_inference_path_equals_the_differentiable_path_bit_for_bit(per_channel):
 
 def test_per_channel_scales_have_one_entry_per_output_channel():
     conv = nn.Conv2d(3, 5, 3)
-    layer = QuantLayer(conv, w_bits=4, a_bits=8)
-    assert layer.weight_quantizer.scale.shape == (5,)
-    assert layer.input_quantizer.scale.shape == ()
-    lin = QuantLayer(nn.Linear(7, 9), 8, 8)
-    assert lin.weight_quantizer.scale.shape == (9,)
-    init_weights_minmax(nn.Sequential(layer))
+    layer = qlayer(conv, 4, 8)
+    assert layer.weight_quantizers[0].scale.shape == (5,)
+    assert layer.input_quantizers[0].scale.shape == ()
+    lin = qlayer(nn.Linear(7, 9), 8, 8)
+    assert lin.weight_quantizers[0].scale.shape == (9,)
+    init_weights(nn.Sequential(layer))
     w = conv.weight.detach()
     expected, _ = minmax_params(w.amin(dim=(1, 2, 3)), w.amax(dim=(1, 2, 3)), 4, False)
-    assert torch.allclose(layer.weight_quantizer.scale, expected)
+    assert torch.allclose(layer.weight_quantizers[0].scale, expected)
 
 
 def test_minmax_grid_covers_the_range_and_zero_exactly():
@@ -82,9 +93,9 @@ def test_eight_bit_layer_is_within_one_percent_of_fp():
     conv = nn.Conv2d(16, 32, 3, padding=1)
     x = torch.randn(8, 16, 12, 12)
     ref = conv(x)
-    layer = QuantLayer(conv, 8, 8)
-    init_weights_minmax(nn.Sequential(layer))
-    layer.input_quantizer.init_minmax(x)
+    layer = qlayer(conv, 8, 8)
+    init_weights(nn.Sequential(layer))
+    layer.input_quantizers[0].init_minmax(x)
     out = layer(x)
     rel = (out - ref).norm() / ref.norm()
     assert rel < 1e-2, rel
@@ -98,18 +109,18 @@ def test_fewer_bits_never_give_a_lower_error_with_minmax_init():
     ref = conv(x)
     errs = []
     for bits in (8, 6, 4, 3, 2):
-        layer = QuantLayer(conv, bits, bits)
-        init_weights_minmax(nn.Sequential(layer))
-        layer.input_quantizer.init_minmax(x)
+        layer = qlayer(conv, bits, bits)
+        init_weights(nn.Sequential(layer))
+        layer.input_quantizers[0].init_minmax(x)
         errs.append(float((layer(x) - ref).pow(2).mean().detach()))
     assert errs == sorted(errs), errs
 
 
 def test_switches_off_give_exactly_the_fp_layer():
     conv = nn.Conv2d(4, 4, 3, padding=1)
-    layer = QuantLayer(conv, 2, 2)
-    init_weights_minmax(nn.Sequential(layer))
-    layer.input_quantizer.set_range(torch.tensor(-1.0), torch.tensor(1.0))
+    layer = qlayer(conv, 2, 2)
+    init_weights(nn.Sequential(layer))
+    layer.input_quantizers[0].set_range(torch.tensor(-1.0), torch.tensor(1.0))
     x = torch.randn(2, 4, 6, 6)
     layer.set_quant_state(False, False)
     assert torch.equal(layer(x), conv(x))
@@ -120,48 +131,48 @@ def test_switches_off_give_exactly_the_fp_layer():
 def _calibrated(unet, spec):
     model = quantize_model(unet, spec)
     x, t = torch.randn(4, 1, 32, 32), torch.tensor([10, 300, 600, 999])
-    init_weights_minmax(model)
-    init_acts_minmax(model, [(x, t)], lambda m, b: m(*b).sample)
+    init_weights(model)
+    init_activations(model, [(x, t)], lambda m, b: m(*b).sample)
     return model, x, t
 
 
 def test_wrapping_by_name_patterns_and_ordered_overrides(tiny_unet):
-    spec = QuantSpec(w_bits=4, a_bits=8, exclude=(r"^time_embedding\.",),
-                     overrides=((r"^conv_(in|out)$", {"w_bits": 8}), (r"^conv_out$", {"a_bits": 6})))
-    model = quantize_model(tiny_unet, spec)
-    names = dict(quant_layers(model))
+    s = spec(4, 8, exclude=(r"^time_embedding\.",),
+             overrides=((r"^conv_(in|out)$", {"weight.bits": 8}), (r"^conv_out$", {"act.bits": 6})))
+    model = quantize_model(tiny_unet, s)
+    names = dict(quant_modules(model))
     n_convlin = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in tiny_unet.modules())
     assert not any(n.startswith("time_embedding.") for n in names)
     assert len(names) == n_convlin - 2  # the two time-embedding linears stay FP
-    assert names["conv_in"].weight_quantizer.bits == 8 and names["conv_in"].input_quantizer.bits == 8
-    assert names["conv_out"].weight_quantizer.bits == 8 and names["conv_out"].input_quantizer.bits == 6
-    assert names["down_blocks.0.resnets.0.conv1"].weight_quantizer.bits == 4
+    assert names["conv_in"].weight_quantizers[0].bits == 8 and names["conv_in"].input_quantizers[0].bits == 8
+    assert names["conv_out"].weight_quantizers[0].bits == 8 and names["conv_out"].input_quantizers[0].bits == 6
+    assert names["down_blocks.0.resnets.0.conv1"].weight_quantizers[0].bits == 4
     # the original model is untouched
     assert not any(isinstance(m, QuantLayer) for m in tiny_unet.modules())
 
 
 def test_uninitialised_quantizers_are_reported(tiny_unet):
-    model = quantize_model(tiny_unet, QuantSpec(4, 8))
+    model = quantize_model(tiny_unet, spec(4, 8))
     with pytest.raises(RuntimeError, match="quantizers have no range"):
         check_initialized(model)
 
 
 def test_quantized_model_state_round_trips_into_a_fresh_wrap(tiny_unet, tmp_path):
-    spec = QuantSpec(w_bits=4, a_bits=8, overrides=((r"^conv_out$", {"quant_acts": False}),))
-    model, x, t = _calibrated(tiny_unet, spec)
+    s = spec(4, 8, overrides=((r"^conv_out$", {"act": None}),))
+    model, x, t = _calibrated(tiny_unet, s)
     model.get_submodule("conv_out").set_quant_state(True, True)  # the spec keeps its input FP
     assert model.get_submodule("conv_out").quant_acts is False
     with torch.no_grad():
         ref = model(x, t).sample
-    save_quantized(model, spec, tmp_path / "q.pt", meta={"method": "test"})
-    loaded = load_quantized(tiny_unet, tmp_path / "q.pt")
+    save_quantized(model, s, tmp_path / "q.safetensors", meta={"method": "test"})
+    loaded = load_quantized(tiny_unet, tmp_path / "q.safetensors")
     with torch.no_grad():
         out = loaded(x, t).sample
     assert torch.equal(out, ref)
     assert not torch.isnan(out).any()
     assert loaded.get_submodule("conv_out").quant_acts is False
     # the state dict holds scales before any forward of the fresh model (buffers exist at construction)
-    fresh = quantize_model(tiny_unet, spec)
+    fresh = quantize_model(tiny_unet, s)
     assert set(fresh.state_dict()) == set(model.state_dict())
 
 
@@ -169,8 +180,152 @@ def test_quantized_unet_output_degrades_with_bits(tiny_unet):
     errs = {}
     with torch.no_grad():
         for w, a in ((8, 8), (4, 8), (2, 4)):
-            model, x, t = _calibrated(tiny_unet, QuantSpec(w, a))
+            model, x, t = _calibrated(tiny_unet, spec(w, a))
             ref = tiny_unet(x, t).sample
             errs[(w, a)] = float((model(x, t).sample - ref).norm() / ref.norm())
     assert errs[(8, 8)] < 0.05
     assert errs[(8, 8)] < errs[(4, 8)] < errs[(2, 4)]
+
+
+# ----------------------------------------------------------------------------- core v2 quantizers
+
+
+def test_mixed_bit_widths_keep_the_layer_average_and_give_each_channel_its_grid():
+    torch.manual_seed(4)
+    w = torch.randn(6, 3, 3, 3)
+    q = UniformQuantizer(4, channels=6, mixed=True)
+    with pytest.raises(ValueError, match="mean width"):
+        q.set_channel_bits(torch.tensor([5, 5, 4, 4, 4, 4]))  # mean 4.33
+    bits = torch.tensor([5, 3, 4, 4, 5, 3])
+    q.set_channel_bits(bits)
+    assert float(q.channel_bits.float().mean()) == 4.0
+    q.init_minmax(w)
+    y = q(w)
+    for c in range(6):  # channel c uses at most 2^b_c levels and matches a plain b_c-bit quantizer
+        ref = UniformQuantizer(int(bits[c]), channels=1)
+        ref.init_minmax(w[c : c + 1])
+        assert len(y[c].unique()) <= 2 ** int(bits[c])
+        assert torch.equal(y[c : c + 1], ref(w[c : c + 1]))
+    # the same through the differentiable path, and after a state round trip
+    assert torch.equal(q(w.clone().requires_grad_(True)).detach(), y)
+    fresh = UniformQuantizer(4, channels=6, mixed=True)
+    fresh.load_state_dict(q.state_dict())
+    assert torch.equal(fresh(w), y)
+
+
+def test_per_timestep_quantizer_uses_the_parameters_of_the_timestep_the_unet_receives():
+    from diffcomp.quant.timestep import StepContext, TimestepQuantizer
+
+    ctx = StepContext()
+    q = TimestepQuantizer(lambda: UniformQuantizer(4), [999, 500, 0], ctx)
+    for leaf, r in zip(q.leaves(), (8.0, 2.0, 0.5)):
+        leaf.set_range(torch.tensor(-r), torch.tensor(r))
+    x = torch.linspace(-3, 3, 50).repeat(3, 1)
+    outs = {}
+    for t in (0, 999, 500, 0):  # any call order
+        ctx.set(torch.tensor([t] * 3))
+        outs.setdefault(t, q(x))
+        assert torch.equal(q(x), q.for_timestep(t)(x))
+    assert not torch.equal(outs[0], outs[999])
+    ctx.set(torch.tensor([500, 0, 999]))  # a batch of mixed timesteps: per sample
+    mixed = q(x)
+    for row, t in enumerate((500, 0, 999)):
+        assert torch.equal(mixed[row], outs[t][row])
+    ctx.set(torch.tensor([7, 7, 7]))
+    with pytest.raises(KeyError, match="timestep 7"):
+        q(x)
+    ctx.set(None)
+    with pytest.raises(RuntimeError, match="no timestep context"):
+        q(x)
+
+
+def test_per_timestep_activations_in_a_wrapped_unet_follow_the_timestep_argument(tiny_unet, tmp_path):
+    from diffcomp.quant.module import act_quantizers
+
+    act = QuantizerConfig(8, per_timestep=True)
+    s = QuantSpec(QuantizerConfig(8, per_channel=True), act, timesteps=(900, 100))
+    model = quantize_model(tiny_unet, s)
+    x = torch.randn(2, 1, 32, 32)
+    init_weights(model)
+    init_activations(model, [(x, torch.tensor([900, 900])), (x * 0.1, torch.tensor([100, 100]))],
+                     lambda m, b: m(*b).sample)
+    q = dict(act_quantizers(model))["conv_in.input"]
+    hi900, hi100 = (float(leaf.current_range()[1]) for leaf in q.leaves())
+    assert hi100 < hi900  # each timestep got the range of its own inputs
+    with torch.no_grad():
+        out900 = model(x, 900).sample
+        assert torch.equal(model(x, torch.tensor([900, 900])).sample, out900)
+        assert not torch.equal(model(x, 100).sample, out900)
+    save_quantized(model, s, tmp_path / "q.safetensors")
+    with torch.no_grad():
+        assert torch.equal(load_quantized(tiny_unet, tmp_path / "q.safetensors")(x, 900).sample, out900)
+
+
+def test_lora_adapter_is_merged_before_weight_quantization():
+    from diffcomp.quant.adapters import LoRA
+
+    torch.manual_seed(5)
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    layer = qlayer(conv, 4, 8)
+    lora = LoRA(tuple(conv.weight.shape), rank=2)
+    layer.weight_adapters.append(lora)
+    assert torch.equal(layer.adapted_weight(), conv.weight)  # B starts at zero
+    with torch.no_grad():
+        lora.lora_B.normal_()
+    delta = torch.einsum("or,rikl->oikl", lora.lora_B, lora.lora_A)  # a rank-2 product per kernel position
+    assert torch.allclose(layer.adapted_weight(), conv.weight + delta, atol=1e-6)
+    init_weights(nn.Sequential(layer))
+    q = layer.weight_quantizers[0]
+    assert torch.equal(layer.quantized_weight(), q(conv.weight + lora.delta()))
+    x = torch.randn(2, 4, 5, 5)
+    layer.input_quantizers[0].init_minmax(x)
+    layer(x).sum().backward()  # gradients reach the adapter through the straight-through quantizer
+    assert lora.lora_A.grad is not None and lora.lora_A.grad.abs().sum() > 0
+
+
+def test_adaround_is_swapped_in_and_baked_back_out():
+    from diffcomp.quant.adaround import AdaRoundQuantizer
+
+    torch.manual_seed(6)
+    conv = nn.Conv2d(6, 4, 1)
+    layer = qlayer(conv, 3, 8, split=4)
+    init_weights(nn.Sequential(layer))
+    bases = list(layer.weight_quantizers)
+    layer.swap_weight_quantizers(lambda q, w: AdaRoundQuantizer(q, w))
+    assert all(q.pending for q in layer.weight_quantizers)
+    with torch.no_grad():
+        for q in layer.weight_quantizers:
+            q.alpha.normal_(0, 5)
+        hard = torch.cat([q.rounded(conv.weight[:, sl], hard=True) for q, sl in zip(layer.weight_quantizers, layer.slices)], 1)
+    layer.bake_weights()
+    assert list(layer.weight_quantizers) == bases  # the plain grid quantizers are back
+    assert torch.allclose(layer.quantized_weight(), hard, atol=1e-6)
+
+
+def test_spec_overrides_and_their_errors():
+    s = spec(4, 8, overrides=((r"^a$", {"weight.bits": 8, "split": 3}), (r"^b$", {"act": None}),
+                              (r"^c$", {"weight": {"bits": 6, "symmetric": True}})))
+    assert s.layer_config("a").weight.bits == 8 and s.layer_config("a").split == 3
+    assert s.layer_config("b").act is None and s.layer_config("x").act.bits == 8
+    assert s.layer_config("c").weight == QuantizerConfig(6, symmetric=True)
+    assert QuantSpec.from_dict(s.to_dict()) == s
+    with pytest.raises(ValueError, match="unknown override key"):
+        spec(4, 8, overrides=((".*", {"w_bits": 8}),)).layer_config("a")
+    with pytest.raises(ValueError, match="not quantized"):
+        spec(4, 8, overrides=((".*", {"act": None}), (".*", {"act.bits": 6}))).layer_config("a")
+    with pytest.raises(ValueError, match="per_channel"):
+        QuantizerConfig(4, mixed=True)
+
+
+def test_a_damaged_quantized_model_is_one_error_naming_the_file(tiny_unet, tmp_path):
+    model, x, t = _calibrated(tiny_unet, spec(4, 8))
+    path = tmp_path / "q.safetensors"
+    save_quantized(model, spec(4, 8), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ValueError, match=f"{path}: not a readable quantized model"):
+        load_quantized(tiny_unet, path)
+    pickle = tmp_path / "evil.safetensors"
+    pickle.write_bytes(b"\x80\x04\x95not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable quantized model"):
+        load_quantized(tiny_unet, pickle)

@@ -5,14 +5,31 @@ import torch
 import torch.nn as nn
 
 from diffcomp.calib.trajectories import Trajectories
-from diffcomp.variant import BitSetting
-from diffcomp.quant.adaround import AdaRound, BetaSchedule
+from diffcomp.quant.adaround import AdaRoundQuantizer, BetaSchedule
 from diffcomp.quant.attention import QuantAttnProcessor
-from diffcomp.quant.calibrate import act_quantizers, init_activations, init_weights, init_weights_minmax
+from diffcomp.quant.calibrate import init_activations, init_weights
 from diffcomp.quant.layer import QuantLayer
+from diffcomp.quant.module import act_quantizers, quant_modules, set_quant_state
 from diffcomp.quant.quantizer import UniformQuantizer
-from diffcomp.quant.recon import ReconConfig, capture, execution_order, find_units, lp_loss, reconstruct_weights
-from diffcomp.quant.wrap import QuantSpec, concat_splits, load_quantized, quantize_model, save_quantized, set_quant_state
+from diffcomp.quant.recon import Phase, ReconLoss, RoundingReg, capture, execution_order, find_units, lp_loss, reconstruct
+from diffcomp.quant.spec import AttentionConfig, LayerConfig, QuantizerConfig, QuantSpec
+from diffcomp.quant.wrap import concat_splits, load_quantized, quantize_model, save_quantized
+from diffcomp.variant import BitSetting
+
+
+def qlayer(module, w_bits, a_bits, split=0):
+    return QuantLayer(module, LayerConfig(QuantizerConfig(w_bits, per_channel=True), QuantizerConfig(a_bits), split))
+
+
+def spec(w_bits, a_bits, attention=False):
+    act = QuantizerConfig(a_bits)
+    return QuantSpec(QuantizerConfig(w_bits, per_channel=True), act,
+                     attention=AttentionConfig(act, QuantizerConfig(8, unsigned=True)) if attention else None)
+
+
+def weight_phase(iters, batch_size, lr, round_weight, **kw):
+    return Phase(learn=("rounding",), iters=iters, batch_size=batch_size, lr=(("rounding", lr),),
+                 rounding_reg=RoundingReg(round_weight), **kw)
 
 
 def _wq(w, bits=4):
@@ -25,19 +42,19 @@ def test_adaround_starts_at_the_fp_weight_and_hard_equals_soft_once_converged():
     torch.manual_seed(0)
     w = torch.randn(4, 3, 3, 3)
     q = _wq(w)
-    r = AdaRound(w, q)
+    r = AdaRoundQuantizer(q, w)
     lo, hi = q.current_range()
     clipped = torch.max(torch.min(w, hi.view(-1, 1, 1, 1)), lo.view(-1, 1, 1, 1))
-    assert torch.allclose(r(w, q), clipped, atol=1e-5)  # soft rounding reproduces the (grid-clipped) FP weight
+    assert torch.allclose(r(w), clipped, atol=1e-5)  # soft rounding reproduces the (grid-clipped) FP weight
     with torch.no_grad():
         r.alpha.copy_(torch.where(torch.rand_like(r.alpha) < 0.5, -12.0, 12.0))  # converged variables
-    assert torch.equal(r(w, q), r(w, q, hard=True))
+    assert torch.equal(r(w), r.rounded(w, hard=True))
     assert r.regularizer(2.0) == 0
     # hard rounding is floor or ceil of every weight, on the grid
     s = q.scale.view(-1, 1, 1, 1)
-    codes = r(w, q, hard=True) / s + q.zero_point.view(-1, 1, 1, 1)
+    codes = r.rounded(w, hard=True) / s + q.zero_point.view(-1, 1, 1, 1)
     assert torch.allclose(codes, codes.round(), atol=1e-4)
-    assert ((r(w, q, hard=True) - w).abs() <= s + 1e-6).all()
+    assert ((r.rounded(w, hard=True) - w).abs() <= s + 1e-6).all()
 
 
 def test_regulariser_and_beta_schedule():
@@ -45,42 +62,27 @@ def test_regulariser_and_beta_schedule():
     assert not sched.active(19) and sched.active(20)
     assert sched(0) == 20 and sched(20) == 20 and sched(100) == pytest.approx(2.0) and 2 < sched(60) < 20
     w = torch.randn(2, 5)
-    r = AdaRound(w, _wq(w))
+    r = AdaRoundQuantizer(_wq(w), w)
     with torch.no_grad():
         r.alpha.zero_()  # h = 0.5: the regulariser is at its maximum of 1 per weight
     assert r.regularizer(2.0).item() == pytest.approx(10.0)
-
-
-def test_baked_rounding_is_reproduced_by_nearest_rounding():
-    torch.manual_seed(1)
-    conv = nn.Conv2d(3, 4, 3)
-    layer = QuantLayer(conv, 3, 8)
-    init_weights_minmax(nn.Sequential(layer))
-    layer.start_adaround()
-    with torch.no_grad():
-        for r in layer.rounding:
-            r.alpha.normal_(0, 5)
-        hard = torch.cat([r(conv.weight[:, sl], q, hard=True) for r, (q, sl) in zip(layer.rounding, layer.weight_parts())], 1)
-    layer.bake_rounding()
-    assert layer.rounding is None
-    assert torch.allclose(layer.quantized_weight(), hard, atol=1e-6)
 
 
 def test_split_layer_quantizes_the_two_halves_separately():
     torch.manual_seed(2)
     conv = nn.Conv2d(6, 4, 1)
     x = torch.cat([torch.randn(2, 4, 5, 5) * 0.1, torch.randn(2, 2, 5, 5) * 50], dim=1)  # skip has a far wider range
-    plain, split = QuantLayer(conv, 4, 4), QuantLayer(conv, 4, 4, split=4)
-    assert split.weight_quantizer.scale.shape == split.weight_quantizer_skip.scale.shape == (4,)
+    plain, split = qlayer(conv, 4, 4), qlayer(conv, 4, 4, split=4)
+    assert split.weight_quantizers[0].scale.shape == split.weight_quantizers[1].scale.shape == (4,)
     for layer in (plain, split):
         init_weights(nn.Sequential(layer))
         init_activations(nn.Sequential(layer), [(x,)], lambda m, b: m(*b))
     ref = conv(x)
     err = {k: float((l(x) - ref).norm().detach() / ref.norm().detach()) for k, l in (("plain", plain), ("split", split))}
     assert err["split"] < err["plain"]
-    assert split.input_quantizer.scale < split.input_quantizer_skip.scale
+    assert split.input_quantizers[0].scale < split.input_quantizers[1].scale
     with pytest.raises(ValueError, match="split"):
-        QuantLayer(conv, 4, 4, split=6)
+        qlayer(conv, 4, 4, split=6)
 
 
 def test_concat_splits_of_a_diffusers_unet(tiny_unet, tiny_arch):
@@ -96,7 +98,7 @@ def test_concat_splits_of_a_diffusers_unet(tiny_unet, tiny_arch):
 
 def test_attention_processor_with_quantization_off_matches_diffusers(tiny_unet):
     x, t = torch.randn(2, 1, 32, 32), torch.tensor([5, 500])
-    model = quantize_model(tiny_unet, QuantSpec(8, 8, attention=True))
+    model = quantize_model(tiny_unet, spec(8, 8, attention=True))
     procs = [m for m in model.modules() if isinstance(m, QuantAttnProcessor)]
     assert len(procs) == sum(1 for n, m in tiny_unet.named_modules() if type(m).__name__ == "Attention")
     set_quant_state(model, weights=False, acts=False)
@@ -121,7 +123,7 @@ def _setup(tiny_unet, spec):
 
 
 def test_units_execution_order_and_capture(tiny_unet):
-    model, batches, run = _setup(tiny_unet, QuantSpec(4, 8, attention=True))
+    model, batches, run = _setup(tiny_unet, spec(4, 8, attention=True))
     units = find_units(model)
     assert "conv_in" in units and "conv_out" in units
     assert any(u.endswith("attentions.0") for u in units) and any(".resnets." in u for u in units)
@@ -131,45 +133,131 @@ def test_units_execution_order_and_capture(tiny_unet):
     assert order[-1] == "conv_out"
     assert order.index("down_blocks.1.resnets.0") < order.index("down_blocks.1.attentions.0")
     set_quant_state(model, False, False)
-    (args, kwargs), out = capture(model, "down_blocks.1.attentions.0", batches, run, True, True)
+    (args, kwargs), out, _ = capture(model, "down_blocks.1.attentions.0", batches, run, True, True)
     assert args[0].shape[0] == 16 and out.shape == args[0].shape
 
 
 def test_weight_reconstruction_lowers_the_block_error_and_bakes(tiny_unet):
-    model, batches, run = _setup(tiny_unet, QuantSpec(3, 8))
+    model, batches, run = _setup(tiny_unet, spec(3, 8))
     init_weights(model)
     set_quant_state(model, True, False)
     unit = "down_blocks.0.resnets.0"
     before = _unit_err(model, tiny_unet, unit, batches, run)
-    cfg = ReconConfig(iters_w=300, batch_size=8, lr_w=1e-2, round_weight=0.1)
-    reconstruct_weights(model, tiny_unet, batches, run, cfg, "cpu", [unit])
+    reconstruct(model, tiny_unet, batches, run, weight_phase(300, 8, 1e-2, 0.1), "cpu", [unit])
     after = _unit_err(model, tiny_unet, unit, batches, run)
     assert after < before  # on the objective it optimised: quantized-model inputs, FP targets
-    assert all(m.rounding is None for m in model.modules() if isinstance(m, QuantLayer))
+    assert not any(q.pending for _, m in quant_modules(model) for q, _ in m.weight_parts())
 
 
 def _unit_err(model, fp, unit, batches, run):
-    (args, kwargs), _ = capture(model, unit, batches, run, True, False)
-    _, target = capture(fp, unit, batches, run, False, True)
+    (args, kwargs), _, _ = capture(model, unit, batches, run, True, False)
+    _, target, _ = capture(fp, unit, batches, run, False, True)
     with torch.no_grad():
         return float(lp_loss(model.get_submodule(unit)(*args, **kwargs), target, 2.0))
 
 
 def test_qdiffusion_recipe_runs_end_to_end_and_round_trips(tiny_unet, tmp_path):
-    from diffcomp.methods.params import QDiffusionParams
-    from diffcomp.methods.qdiffusion import recipe
+    from diffcomp.calib.selectors import Calibration
+    from diffcomp.calib.selectors.uniform import UniformParams
+    from diffcomp.methods.qdiffusion import QDiffusionParams, recipe
 
     traj = Trajectories(xs=torch.randn(4, 8, 1, 32, 32), ts=torch.tensor([750, 500, 250, 0]))
-    params = QDiffusionParams(calib_steps=2, calib_per_step=8, iters_w=5, iters_a=5, batch_size=8, a_init_samples=8)
+    params = QDiffusionParams(calibration=Calibration("uniform", UniformParams(2, 8)), iters_w=5, iters_a=5,
+                              batch_size=8, a_init_samples=8)
     model, spec = recipe(tiny_unet, traj, BitSetting(4, 8), params)
     assert any("split" in c for _, c in spec.overrides)
     x, t = torch.randn(2, 1, 32, 32), torch.tensor([3, 900])
     with torch.no_grad():
         out = model(x, t).sample
     assert not torch.isnan(out).any()
-    save_quantized(model, spec, tmp_path / "q.pt")
-    loaded = load_quantized(tiny_unet, tmp_path / "q.pt")
+    save_quantized(model, spec, tmp_path / "q.safetensors")
+    loaded = load_quantized(tiny_unet, tmp_path / "q.safetensors")
     with torch.no_grad():
         assert torch.equal(loaded(x, t).sample, out)
     split_layer = loaded.get_submodule("up_blocks.0.resnets.0.conv_shortcut")
-    assert split_layer.split > 0 and isinstance(split_layer.input_quantizer_skip.scale, nn.Parameter)
+    assert split_layer.split > 0 and isinstance(split_layer.input_quantizers[1].scale, nn.Parameter)
+
+
+# ----------------------------------------------------------------------------- the configurable engine
+
+
+def _lsq_setup(tiny_unet, act=None):
+    act = act or QuantizerConfig(4, learnable=True)
+    model = quantize_model(tiny_unet, QuantSpec(QuantizerConfig(4, per_channel=True), act,
+                                                timesteps=(900, 100) if act.per_timestep else ()))
+    torch.manual_seed(0)
+    batches = [(torch.randn(8, 1, 32, 32), torch.full((8,), t)) for t in (900, 100)]
+    run = lambda m, b: m(*b).sample  # noqa: E731
+    init_weights(model)
+    init_activations(model, batches, run)
+    return model, batches, run
+
+
+def _steps(model, unit):
+    return [leaf.scale.detach().clone() for _, q in act_quantizers(model.get_submodule(unit)) for leaf in q.leaves()]
+
+
+def _lsq(model, batches, run, tiny_unet, unit, **kw):
+    phase = Phase(learn=("act_steps",), iters=kw.pop("iters", 5), batch_size=8, lr=(("act_steps", 1e-2),), **kw)
+    reconstruct(model, tiny_unet, batches, run, phase, "cpu", [unit])
+    return _steps(model, unit)
+
+
+UNIT = "down_blocks.0.resnets.0"
+
+
+def test_layer_terms_of_the_loss_change_what_is_learned(tiny_unet):
+    runs = {}
+    for w in (0.0, 0.8):
+        model, batches, run = _lsq_setup(tiny_unet)
+        runs[w] = _lsq(model, batches, run, tiny_unet, UNIT, loss=ReconLoss(2.0, layer_weight=w))
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0.0], runs[0.8]))
+
+
+def test_layer_loss_sees_every_quantized_layer_of_the_unit(tiny_unet):
+    model, batches, run = _lsq_setup(tiny_unet)
+    layers = [n for n, m in quant_modules(model.get_submodule(UNIT)) if n]
+    _, out, inner = capture(tiny_unet, UNIT, batches, run, False, True, layers)
+    assert set(inner) == {"conv1", "conv2", "time_emb_proj"} and inner["conv1"].shape[0] == 16
+    loss = ReconLoss(2.0, layer_weight=0.5)
+    zero = {k: v.clone() for k, v in inner.items()}
+    assert torch.equal(loss(out, out, inner, zero), torch.zeros(()))
+    shifted = {k: v + 1 for k, v in inner.items()}
+    expected = 0.5 * sum(lp_loss(shifted[k], inner[k], 2.0) for k in inner)
+    assert torch.allclose(loss(out, out, shifted, inner), expected)
+
+
+def test_qdrop_with_p0_equals_quantized_inputs_and_with_p1_fp_inputs(tiny_unet):
+    results = {}
+    for name, kw in {"quantized": dict(inputs="quantized"), "qdrop0": dict(inputs="qdrop", qdrop_p=0.0),
+                     "fp": dict(inputs="fp"), "qdrop1": dict(inputs="qdrop", qdrop_p=1.0),
+                     "qdrop.5": dict(inputs="qdrop", qdrop_p=0.5)}.items():
+        model, batches, run = _lsq_setup(tiny_unet)
+        set_quant_state(model, True, True)
+        results[name] = _lsq(model, batches, run, tiny_unet, "down_blocks.1.resnets.0", **kw)
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(results[a], results[b]))  # noqa: E731
+    assert same("quantized", "qdrop0") and same("fp", "qdrop1")
+    assert not same("quantized", "fp") and not same("qdrop.5", "quantized") and not same("qdrop.5", "fp")
+
+
+def test_joint_phase_learns_rounding_and_steps_with_their_own_optimisers(tiny_unet):
+    model, batches, run = _lsq_setup(tiny_unet)
+    before = _steps(model, UNIT)
+    w_before = model.get_submodule(UNIT + ".conv1").quantized_weight().detach().clone()
+    phase = Phase(learn=("rounding", "act_steps"), iters=30, batch_size=8, lr=(("rounding", 5e-2), ("act_steps", 1e-2)),
+                  cosine=("rounding", "act_steps"), inputs="qdrop", qdrop_p=0.5, loss=ReconLoss(2.0, layer_weight=0.8))
+    reconstruct(model, tiny_unet, batches, run, phase, "cpu", [UNIT])
+    assert any(not torch.equal(a, b) for a, b in zip(before, _steps(model, UNIT)))
+    layer = model.get_submodule(UNIT + ".conv1")
+    assert not any(q.pending for q in layer.weight_quantizers)  # baked
+    assert not torch.equal(layer.quantized_weight(), w_before)  # some roundings flipped
+    with pytest.raises(ValueError, match="learning rate per learned group"):
+        Phase(learn=("rounding", "act_steps"), iters=1, batch_size=1, lr=(("rounding", 1e-3),))
+
+
+def test_per_timestep_steps_are_reconstructed_with_each_samples_timestep(tiny_unet):
+    model, batches, run = _lsq_setup(tiny_unet, QuantizerConfig(4, learnable=True, per_timestep=True))
+    before = _steps(model, UNIT)
+    after = _lsq(model, batches, run, tiny_unet, UNIT, iters=10)
+    assert len(before) == 2 * 3  # two timesteps for each of the unit's three input quantizers
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))  # every timestep's step size learned

@@ -137,14 +137,104 @@ def test_micro_distillation_table(micro_run):
     assert not list((wd / "results/state/distill").rglob("*.pt"))  # finished stages leave no state
 
 
+MICRO_INSTANCES = {"linear": 2, "qdiffusion": 1}  # quantize jobs per method in tests/configs/micro.yaml
+
+
+def _edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# an edit\n")
+
+
+def _module_file(wd: Path, module: str) -> Path:
+    base = wd / "src" / Path(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _quant_methods():
+    from diffcomp.methods import METHODS
+
+    return METHODS.names()
+
+
+def _distill_methods():
+    from diffcomp.distill.methods import DISTILLERS
+
+    return DISTILLERS.names()
+
+
 @needs_fmnist
-def test_rerun_after_editing_one_method(micro_run, tmp_path):
-    """(a) only that method's quantize/sample/gather/evaluate jobs and the table."""
+@pytest.mark.parametrize("method", _quant_methods())
+def test_rerun_after_editing_one_quantization_method(micro_run, tmp_path, method):
+    """(a) only that method's quantize/sample/gather/evaluate jobs and the table, for every method."""
+    from diffcomp.methods import METHODS
+
     wd = finished_copy(micro_run, tmp_path)
-    src = wd / "src/diffcomp/methods/linear.py"
-    src.write_text(src.read_text() + "\n# an edit\n")
-    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
-    assert plan == {"quantize": 2, "sample_shard": 4, "gather": 2, "evaluate": 2, "table1": 1}
+    _edit(_module_file(wd, METHODS[method].module))
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
+    n = MICRO_INSTANCES.get(method, 0)
+    assert plan == ({"quantize": n, "sample_shard": 2 * n, "gather": n, "evaluate": n, "table1": 1} if n else {})
+
+
+@needs_fmnist
+@pytest.mark.parametrize("method", _distill_methods())
+def test_rerun_after_editing_one_distillation_method(micro_run, tmp_path, method):
+    """Only that chain's stages, samples, evaluations and table 3, for every method."""
+    from diffcomp.distill.methods import DISTILLERS
+
+    wd = finished_copy(micro_run, tmp_path)
+    _edit(_module_file(wd, DISTILLERS[method].module))
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
+    assert plan == {"distill": 2, "sample_shard": 4, "gather": 2, "evaluate": 2, "table3": 1}
+
+
+THROWAWAY = '''"""A throwaway method for the workflow test: min-max PTQ with symmetric weights, calibrated
+on the last sampling step only."""
+
+from dataclasses import dataclass
+
+from diffcomp.methods import quant_method
+
+
+@dataclass(frozen=True)
+class ThrowawayParams:
+    batch_size: int = 16
+
+
+@quant_method("throwaway", label="Throwaway", params=ThrowawayParams, contract={"batch_size": 8})
+def recipe(unet, traj, bits, params, device="cpu"):
+    from diffcomp.quant.calibrate import init_activations, init_weights
+    from diffcomp.quant.spec import QuantizerConfig, QuantSpec
+    from diffcomp.quant.wrap import quantize_model
+
+    spec = QuantSpec(QuantizerConfig(bits.w, symmetric=True, per_channel=True), QuantizerConfig(bits.a))
+    model = quantize_model(unet, spec).to(device)
+    xs, ts = traj.xs[-1][: params.batch_size], traj.ts[-1].repeat(min(params.batch_size, traj.xs.shape[1]))
+    init_weights(model)
+    init_activations(model, [(xs.to(device), ts.to(device))], lambda m, b: m(*b).sample)
+    return model.eval(), spec
+'''
+
+
+@needs_fmnist
+def test_a_new_method_is_one_module_and_reruns_no_other_job(micro_run, tmp_path):
+    """A method added as a single file (registered, configured, run on the micro DAG) plans only
+    its own jobs and the table; editing it afterwards plans only its jobs again."""
+    wd = finished_copy(micro_run, tmp_path)
+    module = wd / "src/diffcomp/methods/throwaway.py"
+    module.write_text(THROWAWAY)
+    cfg = wd / "tests/configs/micro.yaml"
+    raw = yaml.safe_load(cfg.read_text())
+    raw["quantization"]["methods"]["throwaway"] = {"bits": [{"w": 4, "a": 8}]}
+    cfg.write_text(yaml.safe_dump(raw))
+    expected = {"quantize": 1, "sample_shard": 2, "gather": 1, "evaluate": 1, "table1": 1}
+    assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv")) == expected
+    snakemake(wd, *MICRO, "results/table1.csv", "results/table3.csv")
+    df = pd.read_csv(wd / "results/table1.csv", index_col=0)
+    assert df.loc["Throwaway", "W4A8 FID"] > 0 and df.loc["Throwaway"].isna().sum() == 3  # W4A8 only
+    old = pd.read_csv(micro_run / "results/table1.csv", index_col=0)
+    pd.testing.assert_frame_equal(df.drop(index="Throwaway"), old)  # the other rows are the old ones
+    assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv")) == {}
+    _edit(module)
+    assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv")) == expected
 
 
 @needs_fmnist
@@ -161,8 +251,7 @@ def test_rerun_after_changing_one_method_config(micro_run, tmp_path):
 def test_rerun_after_editing_the_metrics(micro_run, tmp_path):
     """(c) every evaluation and the tables; no training, calibration, quantization or sampling."""
     wd = finished_copy(micro_run, tmp_path)
-    src = wd / "src/diffcomp/metrics/fidelity.py"
-    src.write_text(src.read_text() + "\n# an edit\n")
+    _edit(wd / "src/diffcomp/metrics/fidelity.py")
     plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
     assert plan == {"reference_stats": 1, "evaluate": 4, "table1": 1}
 
@@ -171,10 +260,19 @@ def test_rerun_after_editing_the_metrics(micro_run, tmp_path):
 def test_rerun_after_editing_rdd_losses(micro_run, tmp_path):
     """(e) RDD's relational losses: only RDD's stages, samples, evaluations and table 3."""
     wd = finished_copy(micro_run, tmp_path)
-    src = wd / "src/diffcomp/distill/relational.py"
-    src.write_text(src.read_text() + "\n# an edit\n")
+    _edit(wd / "src/diffcomp/distill/methods/rdd/relational.py")
     plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
     assert plan == {"distill": 2, "sample_shard": 4, "gather": 2, "evaluate": 2, "table3": 1}
+
+
+@needs_fmnist
+def test_rerun_after_editing_the_calibration_selector(micro_run, tmp_path):
+    """A selector reaches a method through its config, not an import: its edits still rerun every
+    method instance that calibrates with it, and nothing else."""
+    wd = finished_copy(micro_run, tmp_path)
+    _edit(wd / "src/diffcomp/calib/selectors/uniform.py")
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
+    assert plan == {"quantize": 3, "sample_shard": 6, "gather": 3, "evaluate": 3, "table1": 1}
 
 
 @needs_fmnist

@@ -68,3 +68,18 @@ class Registry(Generic[E]):
 
     def entries(self) -> list[E]:
         return [self[n] for n in self.names()]
+
+
+def modules_of(params) -> list[str]:
+    """Modules of the plug-ins that a parameter object chooses by name at run time (a calibration
+    selector in a method's config): a code hash must cover them too, since no import leads there.
+    Found through ``code_modules()`` on any field value, recursively through dataclasses."""
+    import dataclasses
+
+    out: list[str] = []
+    if hasattr(params, "code_modules"):
+        out += list(params.code_modules())
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        for f in dataclasses.fields(params):
+            out += modules_of(getattr(params, f.name))
+    return sorted(set(out))

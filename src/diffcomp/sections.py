@@ -1,6 +1,7 @@
-"""The workflow's own config sections: typed, frozen dataclasses whose defaults are the papers'
-values (the default YAML scales them down where it must). Method parameters are not here: each
-method's parameter dataclass lives in its own module. Imports no torch.
+"""The workflow's config sections: typed, frozen dataclasses whose defaults are the papers' values
+(the default YAML scales them down where it must), composed into ``Config``. Sections that library
+code reads live beside it (``models.config``, ``calib.config``, ...), so a rule's code hash covers
+only the sections it reads; method parameters live in each method's module. Imports no torch.
 """
 
 from __future__ import annotations
@@ -9,54 +10,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .calib.config import CalibrationConfig
+from .data.config import DatasetConfig
+from .metrics.config import ClassifierTrainConfig
+from .models.config import SamplerConfig, TrainConfig, UNetArch
 from .variant import BitSetting, Variant
 
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Where the images come from. ``debian``: IDX files under ``root`` (offline);
-    ``torchvision``: downloaded into ``root``."""
-
-    name: str = "fashion-mnist"
-    source: str = "debian"
-    root: str = "/usr/share/datasets/fashion-mnist"
-    image_size: int = 32
-
-
-@dataclass(frozen=True)
-class UNetArch:
-    """Architecture of the default UNet, trained by the ``train`` rule.
-
-    The CIFAR-10 DDPM (Ho et al. 2020; Q-Diffusion's model) has ch 128, ch_mult (1, 2, 2, 2),
-    2 resnet blocks per level, attention at 16x16, dropout 0.1. The default keeps the block
-    types and the attention resolution with three levels (32, 16, 8) and fewer channels
-    (1.1M parameters; about 130 image-steps per second on 2 CPU cores).
-    """
-
-    sample_size: int = 32
-    channels: int = 1
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
-    layers_per_block: int = 1
-    attention_levels: tuple[int, ...] = (1,)
-    attention_head_dim: int = 64
-    norm_num_groups: int = 8
-    dropout: float = 0.1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """DDPM training (Ho et al.'s CIFAR-10 recipe: lr 2e-4, batch 128, warm-up 5000,
-    grad clip 1, EMA 0.9999, random flips; 800k steps there, far fewer here)."""
-
-    steps: int = 800_000
-    batch_size: int = 128
-    lr: float = 2e-4
-    warmup: int = 5000
-    ema_decay: float = 0.9999
-    grad_clip: float = 1.0
-    hflip: bool = True
-    seed: int = 0
-    checkpoint_every: int = 2000
+__all__ = [
+    "CalibrationConfig", "ClassifierTrainConfig", "Config", "DatasetConfig", "DistillationConfig", "DistillFeatureNet",
+    "DistillMethodConfig", "EvaluationConfig", "FeatureNetConfig", "Instance", "MethodConfig", "ModelConfig",
+    "QuantizationConfig", "ResourceSpec", "SamplerConfig", "TrainConfig", "UNetArch",
+]
 
 
 @dataclass(frozen=True)
@@ -73,16 +37,6 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class ClassifierTrainConfig:
-    """Adam with one-cycle LR, 12 epochs, batch 128, flips and 2-pixel shifts."""
-
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
-
-
-@dataclass(frozen=True)
 class FeatureNetConfig:
     """The network metrics are measured in: ``fmnist-classifier`` (offline default, shipped
     or trained) or ``inception-v3-compat`` (the papers' protocol, torch-fidelity's weights)."""
@@ -91,26 +45,6 @@ class FeatureNetConfig:
     source: str = "shipped"
     path: str | None = "resources/models/fmnist-classifier"
     train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """DDIM. Defaults are Q-Diffusion's CIFAR-10 protocol: 100 steps, eta 0, quad skip."""
-
-    name: str = "ddim"
-    steps: int = 100
-    eta: float = 0.0
-    skip: str = "quad"
-    clip_x0: bool = False
-
-
-@dataclass(frozen=True)
-class CalibrationConfig:
-    """FP trajectories captured once; selectors pick from them. Q-Diffusion: 20 steps x 256."""
-
-    n_trajectories: int = 256
-    batch_size: int = 256
-    seed: int = 1_000_000
 
 
 @dataclass(frozen=True)

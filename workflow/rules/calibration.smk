@@ -2,7 +2,7 @@ rule trajectories:
     input:
         model=fp_model_dir(),
     output:
-        "results/calib/trajectories.pt",
+        "results/calib/trajectories.safetensors",
     log:
         "logs/trajectories.log",
     benchmark:
@@ -17,12 +17,7 @@ rule trajectories:
     params:
         sampler=shq_json(CFG.sampler),
         cfg=shq_json(CFG.calibration),
-        code=code_hash(
-            "calib/trajectories.py",
-            "models/sampler.py",
-            "models/pipeline.py",
-            "cli/trajectories.py",
-        ),
+        code=code("trajectories"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli trajectories --model {input.model} --sampler {params.sampler} --cfg {params.cfg}"
-        " --out {output} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli trajectories --model {input.model:q} --sampler {params.sampler} --cfg {params.cfg}"
+        " --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"

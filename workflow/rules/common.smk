@@ -1,16 +1,24 @@
-# Helpers shared by the rules: resolved config sections, resources, paths.
+# Helpers shared by the rules: resolved config sections, resources, paths, code hashes.
+# Plug-ins (quantization and distillation methods) are looked up in their registries; no rule
+# names a method, so a new method needs no change here.
 import dataclasses
-import re
 import shlex
 
-from diffcomp.distill import DISTILLERS
+from diffcomp.distill.methods import DISTILLERS
 from diffcomp.methods import METHODS
+from diffcomp.registry import modules_of
+from diffcomp.variant import PATTERN as VARIANT_PATTERN
 
 
 def shq_json(obj):
     """A config dataclass (defaults filled in) as shell-quoted JSON for a verb; as a param it is
     also the rerun trigger when that section of the config changes."""
     return shlex.quote(json.dumps(dataclasses.asdict(obj), sort_keys=True))
+
+
+def code(verb, *modules, skip=()):
+    """The rerun trigger of a rule: a hash of the code its verb (and plug-ins) import."""
+    return module_hash(f"diffcomp.cli.{verb}", *modules, skip=skip)
 
 
 def res(rule_name):
@@ -56,7 +64,7 @@ def distill_of(name):
 def distill_teacher(w):
     """Stage N's teacher: the chain's own 2N-step student, the FP model, or another chain's."""
     src, n = distill_of(w.name).teacher_of(int(w.n))
-    return fp_model_dir() if src == "fp" else f"results/distill/{src}/steps{n}"
+    return fp_model_dir() if src == "fp" else student_dir(src, n)
 
 
 def distill_feature_net():
@@ -72,33 +80,29 @@ def distill_features_input(w):
 
 
 def distill_code(w):
-    return code_hash(*DISTILLERS[distill_of(w.name).method].sources, "models/pipeline.py",
-                     "cli/distill.py")  # fmt: skip
-
-
-def split_variant(variant):
-    """('fp' | method instance | distillation instance, kind 'fp' | 'quant' | 'distill', steps)."""
-    m = re.fullmatch(r"(.+)-s(\d+)", variant)
-    if m:
-        return m.group(1), "distill", int(m.group(2))
-    return variant.split("-")[0], ("fp" if variant == "fp" else "quant"), None
+    m = distill_of(w.name)
+    return code("distill", DISTILLERS[m.method].module, *modules_of(m.built))
 
 
 def variant_model(w):
-    name, kind, n = split_variant(w.variant)
-    if kind == "distill" and name != "fp":
-        return f"results/distill/{name}/steps{n}"
-    return fp_model_dir()
+    v = Variant.parse(w.variant)
+    return student_dir(v.name, v.steps) if v.distilled else fp_model_dir()
 
 
 def variant_sampler(variant):
     """The sampler of a variant: the config's, or the distillation grid with N steps."""
-    name, kind, n = split_variant(variant)
-    return CFG.distillation.sampler(n) if kind == "distill" else CFG.sampler
+    v = Variant.parse(variant)
+    return CFG.distillation.sampler(v.steps) if v.kind == "steps" else CFG.sampler
+
+
+def sample_code(w):
+    """Sampling code; a quantized variant's also covers the quantization core that loads it."""
+    quant = Variant.parse(w.variant).kind == "quant"
+    return code("sample", skip=() if quant else ("diffcomp.quant",))
 
 
 wildcard_constraints:
-    variant=r"fp|[a-z][a-z0-9_]*-w\d+a\d+|[a-z][a-z0-9_]*-s\d+",
+    variant=VARIANT_PATTERN,
     n=r"\d+",
     name=r"[a-z][a-z0-9_]*",
     w=r"\d+",
@@ -114,8 +118,7 @@ def protocol(w):
 
 def quant_code(w):
     m = method_of(w.name)
-    return code_hash("quant/*.py", "calib/*.py", "methods/__init__.py", "methods/params.py",
-                     METHODS[m.method].source, "cli/quantize.py")  # fmt: skip
+    return code("quantize", METHODS[m.method].module, *modules_of(m.built))
 
 
 def table1_bits():
@@ -128,13 +131,19 @@ def table1_bits():
 
 
 def quantized_input(w):
-    return (
-        [f"results/quant/{w.variant}.pt"]
-        if split_variant(w.variant)[1] == "quant"
-        else []
-    )
+    v = Variant.parse(w.variant)
+    return [quant_state_path(v)] if v.kind == "quant" else []
 
 
 def table3_steps():
     d = CFG.distillation
     return sorted(set(d.steps).union(*[m.steps for m in d.methods]))
+
+
+def students():
+    """{variant: folder} of every distilled student."""
+    return {
+        str(v): student_dir(m.name, v.steps)
+        for m in CFG.distillation.methods
+        for v in m.variants()
+    }

@@ -15,6 +15,6 @@ rule dataset:
         runtime=lambda wc, attempt: res("dataset").runtime * attempt,
     params:
         cfg=shq_json(CFG.dataset),
-        code=code_hash("data/*.py", "cli/data.py"),
+        code=code("prepare_data"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli prepare-data --cfg {params.cfg} --out-dir results/data 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli prepare-data --cfg {params.cfg} --out-dir results/data 2> {log:q}"

@@ -8,7 +8,7 @@ rule distill:
         data="results/data/train.npz",
         features=distill_features_input,
     output:
-        directory("results/distill/{name}/steps{n}"),
+        directory(student_dir("{name}", "{n}")),
     log:
         "logs/distill/{name}/steps{n}.log",
     benchmark:
@@ -24,13 +24,13 @@ rule distill:
         method=lambda w: distill_of(w.name).method,
         hparams=lambda w: shlex.quote(distill_of(w.name).params_json()),
         features=lambda w, input: (
-            f"--feature-net {input.features} --feature-net-name {distill_feature_net()[0]}"
+            f"--feature-net {shlex.quote(input.features[0])} --feature-net-name {distill_feature_net()[0]}"
             if input.features
             else ""
         ),
         code=distill_code,
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli distill --teacher {input.teacher} --steps {wildcards.n} --method {params.method}"
-        " --params {params.hparams} --data {input.data} {params.features} --out {output}"
+        "$DIFFCOMP_PY -m diffcomp.cli distill --teacher {input.teacher:q} --steps {wildcards.n} --method {params.method}"
+        " --params {params.hparams} --data {input.data:q} {params.features} --out {output:q}"
         " --state-dir results/state/distill/{wildcards.name}/steps{wildcards.n}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"

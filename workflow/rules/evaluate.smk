@@ -16,10 +16,10 @@ rule reference_stats:
         runtime=lambda wc, attempt: res("reference").runtime * attempt,
     params:
         extractor=CFG.feature_net.name,
-        code=code_hash("metrics/*.py", "cli/reference.py"),
+        code=code("reference_stats"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli reference-stats --images {input.images} --feature-extractor {params.extractor}"
-        " --weights {input.net} --out {output} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli reference-stats --images {input.images:q} --feature-extractor {params.extractor}"
+        " --weights {input.net:q} --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
 
 
 rule evaluate:
@@ -42,8 +42,8 @@ rule evaluate:
     params:
         extractor=CFG.feature_net.name,
         protocol=lambda w: shlex.quote(protocol(w)),
-        code=code_hash("metrics/*.py", "cli/evaluate.py"),
+        code=code("evaluate"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli evaluate --samples {input.samples} --reference {input.reference}"
-        " --feature-extractor {params.extractor} --weights {input.net} --variant {wildcards.variant}"
-        " --protocol {params.protocol} --out {output} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli evaluate --samples {input.samples:q} --reference {input.reference:q}"
+        " --feature-extractor {params.extractor} --weights {input.net:q} --variant {wildcards.variant}"
+        " --protocol {params.protocol} --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"

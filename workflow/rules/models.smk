@@ -20,10 +20,10 @@ rule train:
     params:
         arch=shq_json(CFG.model.arch),
         cfg=shq_json(CFG.model.train),
-        code=code_hash("models/*.py", "cli/train.py"),
+        code=code("train"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli train --data {input.data} --arch {params.arch} --cfg {params.cfg} --out {output}"
-        " --state-dir results/state/train --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli train --data {input.data:q} --arch {params.arch} --cfg {params.cfg} --out {output:q}"
+        " --state-dir results/state/train --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
 
 
 rule download:
@@ -41,10 +41,12 @@ rule download:
         runtime=lambda wc, attempt: res("download").runtime * attempt,
     params:
         revision=lambda w: (
-            f"--revision {CFG.model.revision}" if CFG.model.revision else ""
+            f"--revision {shlex.quote(CFG.model.revision)}"
+            if CFG.model.revision
+            else ""
         ),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli download --hub-id {wildcards.owner}/{wildcards.repo} {params.revision} --out {output} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli download --hub-id {wildcards.owner}/{wildcards.repo} {params.revision} --out {output:q} 2> {log:q}"
 
 
 rule train_classifier:
@@ -66,7 +68,7 @@ rule train_classifier:
         gpu=res("train_classifier").gpu,
     params:
         cfg=shq_json(CFG.feature_net.train),
-        code=code_hash("metrics/classifier.py", "cli/train_classifier.py"),
+        code=code("train_classifier"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli train-classifier --data-dir results/data --cfg {params.cfg} --out {output}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli train-classifier --data-dir results/data --cfg {params.cfg} --out {output:q}"
+        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"

@@ -1,13 +1,13 @@
-# One job per method instance and bit setting. A method plugs in through the registry
+# One job per method instance and bit setting. A method plugs in through its registry
 # (diffcomp.methods.METHODS); this rule never changes for a new method.
 
 
 rule quantize:
     input:
         model=fp_model_dir(),
-        traj="results/calib/trajectories.pt",
+        traj="results/calib/trajectories.safetensors",
     output:
-        "results/quant/{name}-w{w}a{a}.pt",
+        quant_state_path("{name}-w{w}a{a}"),
     log:
         "logs/quantize/{name}-w{w}a{a}.log",
     benchmark:
@@ -24,6 +24,6 @@ rule quantize:
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
         code=quant_code,
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli quantize --model {input.model} --trajectories {input.traj} --method {params.method}"
-        " --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli quantize --model {input.model:q} --trajectories {input.traj:q}"
+        " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
+        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"

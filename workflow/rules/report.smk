@@ -21,21 +21,16 @@ rule table1:
             json.dumps([[m.name, m.label] for m in CFG.quantization.methods])
         ),
         bits=shlex.quote(json.dumps(table1_bits())),
-        code=code_hash("report/tables.py", "cli/table1.py"),
+        code=code("table1"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input} --methods {params.methods} --bits {params.bits}"
-        " --out-stem results/table1 --figure {output.figure} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input:q} --methods {params.methods} --bits {params.bits}"
+        " --out-stem results/table1 --figure {output.figure:q} 2> {log:q}"
 
 
 rule table3:
     input:
         metrics=expand("results/metrics/{variant}.json", variant=CFG.distill_variants()),
-        students=expand(
-            "results/distill/{name_n}",
-            name_n=[
-                f"{m.name}/steps{n}" for m in CFG.distillation.methods for n in m.steps
-            ],
-        ),
+        students=list(students().values()),
     output:
         csv="results/table3.csv",
         md="results/table3.md",
@@ -56,7 +51,8 @@ rule table3:
             json.dumps([[m.name, m.label] for m in CFG.distillation.methods])
         ),
         steps=shlex.quote(json.dumps(table3_steps())),
-        code=code_hash("report/tables.py", "cli/table3.py"),
+        students=shlex.quote(json.dumps(students())),
+        code=code("table3"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli table3 --metrics {input.metrics} --students {input.students}"
-        " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --figure {output.figure} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli table3 --metrics {input.metrics:q} --students {params.students}"
+        " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --figure {output.figure:q} 2> {log:q}"

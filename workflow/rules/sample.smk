@@ -26,20 +26,14 @@ rule sample_shard:
         seed=CFG.evaluation.seed,
         batch=CFG.evaluation.batch_size,
         quantized=lambda w, input: (
-            f"--quantized {input.quantized}" if input.quantized else ""
+            f"--quantized {shlex.quote(input.quantized[0])}" if input.quantized else ""
         ),
-        code=code_hash(
-            "models/sampler.py",
-            "models/pipeline.py",
-            "variants.py",
-            "data/fmnist.py",
-            "cli/sample.py",
-        ),
+        code=sample_code,
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli sample --model {input.model} {params.quantized} --sampler {params.sampler}"
+        "$DIFFCOMP_PY -m diffcomp.cli sample --model {input.model:q} {params.quantized} --sampler {params.sampler}"
         " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch}"
-        " --out {output} --state-dir results/state/samples/{wildcards.variant}/shard-{wildcards.i}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log}"
+        " --out {output:q} --state-dir results/state/samples/{wildcards.variant}/shard-{wildcards.i}"
+        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
 
 
 rule gather:
@@ -59,6 +53,6 @@ rule gather:
         mem_mb=res("gather").mem_mb,
         runtime=lambda wc, attempt: res("gather").runtime * attempt,
     params:
-        code=code_hash("cli/gather.py", "report/grid.py"),
+        code=code("gather"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli gather --shards {input} --out {output.samples} --grid {output.grid} 2> {log}"
+        "$DIFFCOMP_PY -m diffcomp.cli gather --shards {input:q} --out {output.samples:q} --grid {output.grid:q} 2> {log:q}"

@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.sampler import ModelFn, ddim_sample, initial_noise
-from ..sections import SamplerConfig
+from ..models.config import SamplerConfig
 from .trajectories import Trajectories
 
 

@@ -1,41 +1,37 @@
 """``diffcomp <verb>``: one thin verb per workflow rule. Each verb parses a few paths and a JSON
-config section, calls the library, and writes its outputs atomically."""
+config section, calls the library, and writes its outputs atomically.
+
+A verb is a module of this package (``prepare_data.py`` is ``diffcomp prepare-data``) with
+``add_arguments(parser)`` and ``run(args)``; this file lists none of them, so adding a verb
+changes no other rule's code hash.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
-VERBS = {
-    "prepare-data": "data",
-    "train": "train",
-    "train-classifier": "train_classifier",
-    "download": "download",
-    "reference-stats": "reference",
-    "trajectories": "trajectories",
-    "quantize": "quantize",
-    "distill": "distill",
-    "sample": "sample",
-    "gather": "gather",
-    "evaluate": "evaluate",
-    "table1": "table1",
-    "table3": "table3",
-    "check-config": "check_config",
-}
+
+def verbs() -> dict[str, str]:
+    """``{verb: module name}`` of every verb module (names not starting with ``_``)."""
+    return {m.name.replace("_", "-"): m.name for m in pkgutil.iter_modules(__path__)
+            if not m.name.startswith("_") and not m.ispkg}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="diffcomp", description=__doc__)
+    known = verbs()
+    parser = argparse.ArgumentParser(prog="diffcomp", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", help=", ".join(VERBS))
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", help=", ".join(sorted(known)))
     # Only the chosen verb's module is imported (verbs import torch lazily, inside run()).
-    chosen = [a for a in argv if a in VERBS][:1] or list(VERBS)
+    chosen = [a for a in argv if a in known][:1] or sorted(known)
     modules = {}
     for verb in chosen:
-        module = importlib.import_module(f"{__name__}.{VERBS[verb]}")
+        module = importlib.import_module(f"{__name__}.{known[verb]}")
         module.add_arguments(sub.add_parser(verb, help=(module.__doc__ or "").strip().splitlines()[0]))
         modules[verb] = module
     args = parser.parse_args(argv)

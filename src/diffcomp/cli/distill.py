@@ -13,7 +13,7 @@ import numpy as np
 from ..typedconfig import build_dataclass
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
-from .common import exact_fp32, keyed_state_dir, pick_device, set_threads
+from ._common import exact_fp32, keyed_state_dir, pick_device, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 def add_arguments(p) -> None:
     p.add_argument("--teacher", required=True, help="teacher diffusers folder (the FP model or a previous stage)")
     p.add_argument("--steps", type=int, required=True, help="the student's sampling steps N (teacher: 2N)")
-    p.add_argument("--method", required=True, help="pd | rdd")
+    p.add_argument("--method", required=True, help="a registered distillation method (pd, rdd, ...)")
     p.add_argument("--params", default=None, help="the method's parameters as JSON")
     p.add_argument("--data", required=True, help="train.npz from prepare-data")
-    p.add_argument("--feature-net", default=None, help="weights folder of the frozen feature network (rdd)")
+    p.add_argument("--feature-net", default=None, help="weights folder of the frozen feature network (methods that use one)")
     p.add_argument("--feature-net-name", default="fmnist-classifier")
     p.add_argument("--out", required=True, help="student diffusers folder")
     p.add_argument("--state-dir", default=None, help="resume state (kept across retries)")
@@ -34,14 +34,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from ..distill import DISTILLERS
-    from ..distill.features import load_feature_net
+    from ..distill.methods import DISTILLERS
     from ..distill.stage import distill_stage
     from ..models.pipeline import _subfolder, load_pipeline, save_pipeline
 
-    if args.method not in DISTILLERS:
-        raise SystemExit(f"unknown distillation method {args.method!r} (known: {', '.join(sorted(DISTILLERS))})")
-    entry = DISTILLERS[args.method]
+    try:
+        entry = DISTILLERS[args.method]
+    except KeyError as e:
+        raise SystemExit(str(e).strip("'\""))
     params = build_dataclass(entry.params, json.loads(args.params) if args.params else {}, f"distillation.{args.method}")
     set_threads(args.threads)
     device = pick_device(args.device)
@@ -50,7 +50,7 @@ def run(args) -> None:
     if entry.uses_features:
         if not args.feature_net:
             raise SystemExit(f"{args.method} needs --feature-net")
-        features = load_feature_net(args.feature_net_name, args.feature_net)
+        features = entry.features(args.feature_net_name, args.feature_net)
     teacher = load_pipeline(args.teacher)
     teacher_root = Path(args.teacher)
     weights = teacher_root / (_subfolder(teacher_root, "unet") or "") / "diffusion_pytorch_model.safetensors"
@@ -59,7 +59,8 @@ def run(args) -> None:
                                                  sha256_file(weights) if weights.exists() else str(teacher_root),
                                                  str(args.data), args.feature_net, device])
     t0 = time.time()
-    student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, params, features=features,
+    student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, args.method, params,
+                                   features=features,
                                    device=device, state_dir=state_dir, compile=args.compile)
     with atomic_path(args.out, suffix="") as tmp:
         save_pipeline(student, teacher.scheduler, tmp)

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from ..io import write_json
-from .common import pick_device, set_threads
+from ._common import pick_device, set_threads
 
 log = logging.getLogger(__name__)
 

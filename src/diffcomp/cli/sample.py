@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sections import SamplerConfig
+from ..models.config import SamplerConfig
 from ..io import save_npz
-from .common import exact_fp32, pick_device, section, set_threads
+from ._common import exact_fp32, pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="FP diffusers folder")
-    p.add_argument("--quantized", default=None, help="quantized state (quantize's output); FP if absent")
+    p.add_argument("--quantized", default=None, help="quantized model (quantize's output); FP if absent")
     p.add_argument("--sampler", default=None, help="sampler section as JSON")
     p.add_argument("--start", type=int, required=True)
     p.add_argument("--end", type=int, required=True)
@@ -57,7 +57,7 @@ def run(args) -> None:
 
     from ..data.fmnist import to_uint8
     from ..models.sampler import generate, unet_fn
-    from ..variants import load_variant
+    from ..models.pipeline import load_pipeline
 
     if not 0 <= args.start < args.end:
         raise SystemExit(f"bad shard range [{args.start}, {args.end})")
@@ -67,7 +67,12 @@ def run(args) -> None:
         exact_fp32(device)  # fp32 means fp32 (bf16 is the opt-in fast path)
     cfg = section(SamplerConfig, args.sampler, "sampler")
     state = Path(args.state_dir) / _state_key(args, cfg, device) if args.state_dir else None
-    pipe = load_variant(args.model, args.quantized, device=device)
+    pipe = load_pipeline(args.model, device="cpu")
+    if args.quantized:
+        from ..quant.wrap import load_quantized
+
+        pipe.unet = load_quantized(pipe.unet, args.quantized)
+    pipe.unet.to(device).eval()
     fn = unet_fn(pipe.unet, torch.bfloat16 if args.bf16 else None)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
     t0 = time.time()

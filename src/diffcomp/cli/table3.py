@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p) -> None:
     p.add_argument("--metrics", nargs="+", required=True, help="evaluate's JSON files")
-    p.add_argument("--students", nargs="*", default=[], help="distill's output folders (wall times)")
+    p.add_argument("--students", default="{}", help='JSON {variant: distill output folder} (wall times), e.g. {"pd-s4": "results/distill/pd/steps4"}')
     p.add_argument("--rows", required=True, help='JSON list of [name, label], e.g. [["pd", "PD"]]')
     p.add_argument("--steps", required=True, help="JSON list of step counts, e.g. [1, 2, 4, 8]")
     p.add_argument("--out-stem", required=True, help="writes STEM.csv, STEM.md, STEM.tex")
@@ -27,10 +27,10 @@ def run(args) -> None:
     rows = [tuple(r) for r in json.loads(args.rows)]
     steps = [int(n) for n in json.loads(args.steps)]
     wall = {}
-    for d in args.students:
+    for variant, d in json.loads(args.students).items():
         prov = Path(d) / "provenance.json"
         if prov.exists():
-            wall[f"{Path(d).parent.name}-s{Path(d).name.removeprefix('steps')}"] = float(read_json(prov)["wall_seconds"])
+            wall[variant] = float(read_json(prov)["wall_seconds"])
     df = table3(records, rows, steps)
     write_table(df, args.out_stem, "Table 3: few-step students (progressive distillation, RDD)",
                 distill_caption(records, wall))

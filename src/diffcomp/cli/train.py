@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sections import TrainConfig, UNetArch
+from ..models.config import TrainConfig, UNetArch
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
-from .common import keyed_state_dir, pick_device, section, set_threads
+from ._common import keyed_state_dir, pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
 

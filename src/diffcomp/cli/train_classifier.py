@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 
-from ..sections import ClassifierTrainConfig
+from ..metrics.config import ClassifierTrainConfig
 from ..io import atomic_path
 from ..provenance import provenance, sha256_file
-from .common import pick_device, section, set_threads
+from ._common import pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from ..sections import CalibrationConfig, SamplerConfig
-from ..io import save_torch
-from .common import pick_device, section, set_threads
+from ..calib.config import CalibrationConfig
+from ..models.config import SamplerConfig
+from ._common import pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -15,13 +16,13 @@ def add_arguments(p) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--sampler", default=None, help="sampler section as JSON")
     p.add_argument("--cfg", default=None, help="calibration section as JSON")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="trajectories (.safetensors)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
 
 
 def run(args) -> None:
-    from ..calib.trajectories import capture
+    from ..calib.capture import capture
     from ..models.pipeline import load_pipeline
     from ..models.sampler import unet_fn
 
@@ -33,5 +34,6 @@ def run(args) -> None:
     c = pipe.unet.config
     traj = capture(unet_fn(pipe.unet), cfg.n_trajectories, (c.in_channels, c.sample_size, c.sample_size),
                    pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size, device)
-    save_torch(args.out, {**traj.to_dict(), "sampler": sampler.__dict__, "calibration": cfg.__dict__})
+    traj.meta = {"sampler": dataclasses.asdict(sampler), "calibration": dataclasses.asdict(cfg)}
+    traj.save(args.out)
     log.info("trajectories %s at timesteps %s", tuple(traj.xs.shape), traj.ts.tolist())

@@ -1,8 +1,9 @@
 """One stage of progressive distillation: a teacher sampling with 2N DDIM steps -> a student
-that samples with N (PD's loss, or RDD's relational losses in a frozen feature network's space).
+that samples with N, trained on the PD target with the registered method's objective (PD's loss,
+RDD's relational losses in a frozen feature network's space, ...).
 
-Resumable: with ``state_dir`` the student, optimisers, LR schedule, RNG states and RDD's memory
-queue are kept there every ``checkpoint_every`` iterations; a restarted job continues from the
+Resumable: with ``state_dir`` the student, optimisers, LR schedule, RNG states and the objective's
+state (RDD's memory queue) are kept there every ``checkpoint_every`` iterations; a restarted job continues from the
 last checkpoint with the same data order.
 """
 
@@ -20,51 +21,9 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..io import save_torch
-from .params import PDParams, RDDParams
-from .relational import MemoryRelationLoss, feature_kl, pixel_relation_kl
-from .targets import coefficients, pd_loss, pd_target, stage_times
+from .targets import coefficients, pd_target, stage_times
 
 log = logging.getLogger(__name__)
-
-
-class PDObjective(nn.Module):
-    """max(MSE_x0, MSE_eps) against the PD target. Objectives return (loss, its parts detached):
-    the parts stay on the device, so logging them costs no synchronisation per iteration."""
-
-    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss, _ = pd_loss(eps_s, z, x_target, a, s)
-        return loss, {"mse": loss.detach()}
-
-
-class RDDObjective(nn.Module):
-    """RDD's loss: feature KL + pixel relation KL + memory relation KL (+ optional PD MSE), on the
-    student's x0 estimate and the PD target, both through the frozen ``features`` network."""
-
-    def __init__(self, params: RDDParams, features: nn.Module, channels: int):
-        super().__init__()
-        self.params = params
-        self.features = features
-        self.memory = MemoryRelationLoss(channels, params.memory_size, params.memory_update, params.anchors,
-                                         params.contrast_temperature, params.kd_temperature, seed=params.seed)
-
-    def trainable(self) -> list[nn.Parameter]:
-        return list(self.memory.head.parameters())
-
-    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        p = self.params
-        mse, x0_s = pd_loss(eps_s, z, x_target, a, s)
-        with torch.no_grad():
-            map_t, vec_t = self.features(x_target)
-        map_s, vec_s = self.features(x0_s)
-        parts = {
-            "feature": feature_kl(vec_s, vec_t, p.temperature),
-            "intra": pixel_relation_kl(map_s, map_t, p.intra_temperature),
-            "memory": self.memory(map_s, map_t),
-            "mse": mse,
-        }
-        weights = {"feature": p.feature_weight, "intra": p.intra_weight, "memory": p.memory_weight, "mse": p.mse_weight}
-        loss = sum(weights[k] * v for k, v in parts.items() if weights[k] != 0)
-        return loss, {k: v.detach() for k, v in parts.items()}
 
 
 def _means(entries: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -81,7 +40,8 @@ def distill_stage(
     images_u8: np.ndarray,
     alphas_cumprod: torch.Tensor,
     student_steps: int,
-    params: PDParams,
+    method: str,
+    params,
     features: nn.Module | None = None,
     device: str | torch.device = "cpu",
     state_dir: str | Path | None = None,
@@ -91,13 +51,15 @@ def distill_stage(
     """Distil ``teacher`` (an epsilon-prediction UNet sampled with 2N trailing DDIM steps) into a
     student initialised from it that matches it with N = ``student_steps`` steps.
 
-    ``params`` is ``PDParams`` (PD) or ``RDDParams`` (RDD, needs ``features``). ``stop_at`` ends
-    the call after that iteration, as a job killed there would (tests). Returns (student, stats).
+    ``method`` is a registered distillation method and ``params`` its parameters (``iters``,
+    ``batch_size``, ``lr``, ...: PD's fields, which every method here extends); ``features`` is the
+    frozen network its objective needs, if any. ``stop_at`` ends the
+    call after that iteration, as a job killed there would (tests). Returns (student, stats).
     """
+    from .methods import DISTILLERS
+
+    make_objective = DISTILLERS[method].objective
     device = torch.device(device)
-    rdd = isinstance(params, RDDParams)
-    if rdd and features is None:
-        raise ValueError("RDD needs a feature network")
     iters = params.stage_iters(student_steps)
     T = int(alphas_cumprod.shape[0])
     if 2 * student_steps > T:
@@ -107,13 +69,11 @@ def distill_stage(
     teacher = teacher.to(device).eval().requires_grad_(False)
     student = copy.deepcopy(teacher).requires_grad_(True)
     student.eval()  # PD trains without dropout; the UNet has no other train-mode behaviour
-    if rdd:
-        objective = RDDObjective(params, features.to(device), features.channels).to(device)
-    else:
-        objective = PDObjective().to(device)
+    objective = make_objective(params, features).to(device)
     opt = torch.optim.Adam(student.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters)
-    head_opt = torch.optim.Adam(objective.trainable(), lr=params.lr, weight_decay=params.weight_decay) if rdd else None
+    own = objective.trainable()  # e.g. RDD's projection head, with its own optimiser
+    head_opt = torch.optim.Adam(own, lr=params.lr, weight_decay=params.weight_decay) if own else None
     ac = alphas_cumprod.to(device=device, dtype=torch.float64)
     gen = torch.Generator().manual_seed(params.seed)
     state_path = Path(state_dir) / "stage_state.pt" if state_dir else None
@@ -126,7 +86,7 @@ def distill_stage(
         sched.load_state_dict(st["sched"])
         if head_opt is not None:
             head_opt.load_state_dict(st["head_opt"])
-            objective.memory.gen.set_state(st["memory_gen"])
+        objective.load_extra_state(st["objective_extra"])
         gen.set_state(st["gen"])
         start = st["step"]
         log.info("resumed distillation from iteration %d (%s)", start, state_path)
@@ -170,11 +130,11 @@ def distill_stage(
             save_torch(state_path, {"student": student.state_dict(), "objective": objective.state_dict(),
                                     "opt": opt.state_dict(), "sched": sched.state_dict(),
                                     "head_opt": head_opt.state_dict() if head_opt else None,
-                                    "memory_gen": objective.memory.gen.get_state() if rdd else None,
+                                    "objective_extra": objective.extra_state(),
                                     "gen": gen.get_state(), "step": done})
     tail = history[-max(1, len(history) // 10):]
     stats = {
-        "method": "rdd" if rdd else "pd", "student_steps": student_steps, "teacher_steps": 2 * student_steps,
+        "method": method, "student_steps": student_steps, "teacher_steps": 2 * student_steps,
         "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": time.time() - t0,
         "final_losses": _means(tail) if tail else {},
         "params": asdict(params),

@@ -82,3 +82,23 @@ def stage_times(num_train_timesteps: int, student_steps: int, k: torch.Tensor) -
     g = torch.tensor([-1] + ddim_timesteps(num_train_timesteps, 2 * student_steps, "trailing")[::-1])
     k = k.long()
     return g[2 * k], g[2 * k - 1], g[2 * k - 2]
+
+
+class PDObjective(torch.nn.Module):
+    """max(MSE_x0, MSE_eps) against the PD target: the loss of progressive distillation, which a
+    method's objective may extend. Objectives return (loss, its parts detached; the parts stay on
+    the device, so logging them costs no synchronisation per iteration), list their own trainable
+    parameters (``trainable``) and any non-tensor state a resumed stage needs (``extra_state``)."""
+
+    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, _ = pd_loss(eps_s, z, x_target, a, s)
+        return loss, {"mse": loss.detach()}
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return []
+
+    def extra_state(self):
+        return None
+
+    def load_extra_state(self, state) -> None:
+        pass

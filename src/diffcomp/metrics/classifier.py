@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..sections import ClassifierTrainConfig
+from .config import ClassifierTrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..sections import SamplerConfig
+from .config import SamplerConfig
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..sections import TrainConfig
+from .config import TrainConfig
 from ..io import save_torch
 
 log = logging.getLogger(__name__)

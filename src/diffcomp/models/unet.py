@@ -3,7 +3,7 @@ up blocks that concatenate skips), scaled down for 32x32 single-channel Fashion-
 
 from __future__ import annotations
 
-from ..sections import UNetArch
+from .config import UNetArch
 
 
 def build_unet(arch: UNetArch = UNetArch()):

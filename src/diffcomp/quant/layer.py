@@ -90,20 +90,18 @@ class QuantLayer(QuantModule):
                 w[:, sl] = new_w
                 self.weight_quantizers[i] = new_q
 
+    def _by_part(self, quantizers: nn.ModuleList, t: torch.Tensor) -> torch.Tensor:
+        """Each quantizer on its channel slice (dim 1) of ``t``, concatenated back."""
+        if len(self.slices) == 1:
+            return quantizers[0](t)
+        return torch.cat([q(t[:, sl]) for q, sl in zip(quantizers, self.slices)], dim=1)
+
     def quantized_weight(self) -> torch.Tensor:
         w = self.adapted_weight()
-        if not self.quant_weights:
-            return w
-        if len(self.slices) == 1:
-            return self.weight_quantizers[0](w)
-        return torch.cat([q(w[:, sl]) for q, sl in zip(self.weight_quantizers, self.slices)], dim=1)
+        return self._by_part(self.weight_quantizers, w) if self.quant_weights else w
 
     def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.quant_acts:
-            return x
-        if len(self.slices) == 1:
-            return self.input_quantizers[0](x)
-        return torch.cat([q(x[:, sl]) for q, sl in zip(self.input_quantizers, self.slices)], dim=1)
+        return self._by_part(self.input_quantizers, x) if self.quant_acts else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, w = self.quantized_input(x), self.quantized_weight()

@@ -241,14 +241,15 @@ def _optimise(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.Parameter
     hooks = [unit.get_submodule(k).register_forward_hook(lambda m, a, o, k=k: layer_out.__setitem__(k, o))
              for k in layer_names]
     n = target.shape[0]
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # mini-batches
+    mix_gen = torch.Generator().manual_seed(seed)  # QDrop's masks (their own stream: p = 0 is plain inputs)
     last = float("nan")
     try:
         for it in tqdm(range(phase.iters), desc=desc, mininterval=10, leave=False):
             idx = torch.randint(0, n, (min(phase.batch_size, n),), generator=gen)
             batch_in = _map(inputs, lambda t: t[idx])
             if phase.inputs == "qdrop":
-                batch_in = _mix(batch_in, _map(fp_inputs, lambda t: t[idx]), phase.qdrop_p, gen)
+                batch_in = _mix(batch_in, _map(fp_inputs, lambda t: t[idx]), phase.qdrop_p, mix_gen)
             args, kwargs = _map(batch_in, lambda t: t.to(device))
             with ExitStack() as stack:
                 for c in contexts:

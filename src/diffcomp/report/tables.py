@@ -8,6 +8,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..io import atomic_path, read_json, write_text
+from ..variant import BitSetting, Variant
 
 METRIC_COLUMNS = (("fid", "FID"), ("sfid", "sFID"), ("is", "IS"))
 
@@ -31,8 +32,16 @@ def table1(records: dict[str, dict], methods: Sequence[tuple[str, str]], bits: S
     if "fp" in records:
         rows.append(_row(records, "FP (W32A32)", [(b, "fp") for b in bits]))
     for name, label in methods:
-        rows.append(_row(records, label, [(b, f"{name}-{b.lower()}") for b in bits]))
+        rows.append(_row(records, label, [(b, _quant(name, b)) for b in bits]))
     return pd.DataFrame(rows).set_index("Method")
+
+
+def _quant(name: str, bits_label: str) -> str:
+    return str(Variant(name, bits=BitSetting.parse(bits_label)))
+
+
+def _steps(name: str, n: int) -> str:
+    return str(Variant(name, steps=n))
 
 
 def _row(records: dict[str, dict], label: str, columns: Sequence[tuple[str, str]]) -> dict:
@@ -61,7 +70,7 @@ FP_TEACHER_LABEL = "DDIM (FP teacher)"
 def table3(records: dict[str, dict], rows: Sequence[tuple[str, str]], steps: Sequence[int]) -> pd.DataFrame:
     """Rows = the FP teacher sampled with N DDIM steps, then every distillation instance;
     columns = ``"{N} steps {metric}"`` (variants ``fp-s{N}`` and ``{name}-s{N}``)."""
-    out = [_row(records, label, [(f"{n} steps", f"{name}-s{n}") for n in steps])
+    out = [_row(records, label, [(f"{n} steps", _steps(name, n)) for n in steps])
            for name, label in [("fp", FP_TEACHER_LABEL), *rows]]
     return pd.DataFrame(out).set_index("Method")
 
@@ -115,7 +124,7 @@ def fid_vs_bits_figure(records: dict[str, dict], methods: Sequence[tuple[str, st
     rows = []
     for name, label in methods:
         for b in bits:
-            rec = records.get(f"{name}-{b.lower()}")
+            rec = records.get(_quant(name, b))
             if rec:
                 rows.append({"method": label, "W/A": b, "FID": rec["metrics"]["fid"]})
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -141,7 +150,7 @@ def fid_vs_steps_figure(records: dict[str, dict], rows: Sequence[tuple[str, str]
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for (name, label), style in zip([("fp", FP_TEACHER_LABEL), *rows], ["k--o", "-o", "-s", "-^", "-v", "-D"]):
-        pts = [(n, records[f"{name}-s{n}"]["metrics"]["fid"]) for n in steps if f"{name}-s{n}" in records]
+        pts = [(n, records[_steps(name, n)]["metrics"]["fid"]) for n in steps if _steps(name, n) in records]
         if pts:
             ax.plot(*zip(*pts), style, label=label)
     ax.set_xscale("log", base=2)

@@ -63,6 +63,10 @@ class Calibration:
         if hasattr(self.params, "check_against"):
             self.params.check_against(cfg, where)
 
+    def code_modules(self) -> list[str]:
+        """The selector's module (chosen by name, so no import of the method leads to it)."""
+        return [SELECTORS[self.selector].module]
+
     def select(self, trajectories: Any, seed: int = 0) -> Any:
         """(xs, ts): the calibration inputs this choice picks from ``trajectories``."""
         return SELECTORS[self.selector].select(trajectories, self.params, seed)

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from ..io import save_npz
-from .common import pick_device, set_threads
+from ._common import pick_device, set_threads
 
 log = logging.getLogger(__name__)
 

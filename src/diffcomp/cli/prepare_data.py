@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..sections import DatasetConfig
+from ..data.config import DatasetConfig
 from ..data.fmnist import load_split
 from ..io import save_npz, write_json
-from .common import section
+from ._common import section
 
 log = logging.getLogger(__name__)
 

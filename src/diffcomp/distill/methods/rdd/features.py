@@ -36,7 +36,7 @@ class ClassifierFeatures(nn.Module):
 def load_feature_net(name: str, path: str | Path) -> ClassifierFeatures:
     """The feature network ``name`` from its weights folder."""
     if name == "fmnist-classifier":
-        from ..metrics.classifier import load_classifier
+        from ....metrics.classifier import load_classifier
 
         return ClassifierFeatures(load_classifier(path))
     raise ValueError(f"no distillation feature network named {name!r} (known: fmnist-classifier)")

@@ -1,0 +1,53 @@
+"""Config sections of the models package (torch-free): the default UNet's architecture, its
+training recipe and the sampler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UNetArch:
+    """Architecture of the default UNet, trained by the ``train`` rule.
+
+    The CIFAR-10 DDPM (Ho et al. 2020; Q-Diffusion's model) has ch 128, ch_mult (1, 2, 2, 2),
+    2 resnet blocks per level, attention at 16x16, dropout 0.1. The default keeps the block
+    types and the attention resolution with three levels (32, 16, 8) and fewer channels
+    (1.1M parameters; about 130 image-steps per second on 2 CPU cores).
+    """
+
+    sample_size: int = 32
+    channels: int = 1
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    attention_levels: tuple[int, ...] = (1,)
+    attention_head_dim: int = 64
+    norm_num_groups: int = 8
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """DDPM training (Ho et al.'s CIFAR-10 recipe: lr 2e-4, batch 128, warm-up 5000,
+    grad clip 1, EMA 0.9999, random flips; 800k steps there, far fewer here)."""
+
+    steps: int = 800_000
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup: int = 5000
+    ema_decay: float = 0.9999
+    grad_clip: float = 1.0
+    hflip: bool = True
+    seed: int = 0
+    checkpoint_every: int = 2000
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """DDIM. Defaults are Q-Diffusion's CIFAR-10 protocol: 100 steps, eta 0, quad skip."""
+
+    name: str = "ddim"
+    steps: int = 100
+    eta: float = 0.0
+    skip: str = "quad"
+    clip_x0: bool = False

@@ -82,7 +82,9 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
     for name, mraw in (quant_raw.get("methods") or {}).items():
         mraw = dict(mraw or {})
         bits = tuple(BitSetting(**b) for b in mraw.pop("bits")) if "bits" in mraw else global_bits
-        methods.append(MethodConfig(**_instance(name, mraw, METHODS, "quantization.methods"), bits=bits))
+        correction = mraw.pop("correction", "none")
+        methods.append(MethodConfig(**_instance(name, mraw, METHODS, "quantization.methods"), bits=bits,
+                                    correction=correction))
     distillation = _parse_distillation(data.pop("distillation", {}) or {}, DISTILLERS)
     resources_ = {k: build_dataclass(ResourceSpec, v, f"resources.{k}") for k, v in (data.pop("resources", {}) or {}).items()}
     sections = {

@@ -65,10 +65,13 @@ class Instance:
 
 @dataclass(frozen=True)
 class MethodConfig(Instance):
-    """One entry of the quantization grid: an instance of a quantization method and its bit
-    settings."""
+    """One entry of the quantization grid: an instance of a quantization method, its bit settings
+    and, for any method, an optional timestep-aware correction of the quantized noise prediction
+    fitted on the calibration trajectories (``correction``: ``none``, ``channel`` or ``pixel``
+    bias; see ``quant.correction``)."""
 
     bits: tuple[BitSetting, ...] = ()
+    correction: str = "none"
 
     def variants(self) -> list[Variant]:
         return [Variant(self.name, bits=b) for b in self.bits]

@@ -16,7 +16,7 @@ rule trajectories:
         gpu=res("trajectories").gpu,
     params:
         sampler=shq_json(CFG.sampler),
-        cfg=shq_json(CFG.calibration),
+        cfg=shq_json(CFG.calibration.capture()),
         code=code("trajectories"),
     shell:
         "$DIFFCOMP_PY -m diffcomp.cli trajectories --model {input.model:q} --sampler {params.sampler} --cfg {params.cfg}"

@@ -22,8 +22,10 @@ rule quantize:
     params:
         method=lambda w: method_of(w.name).method,
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
+        correction=lambda w: method_of(w.name).correction,
         code=quant_code,
     shell:
         "$DIFFCOMP_PY -m diffcomp.cli quantize --model {input.model:q} --trajectories {input.traj:q}"
-        " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
+        " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams}"
+        " --correction {params.correction} --out {output:q}"
         " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"

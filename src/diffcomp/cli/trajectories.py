@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ..calib.config import CalibrationConfig
+from ..calib.config import CaptureConfig
 from ..models.config import SamplerConfig
 from ._common import pick_device, section, set_threads
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--sampler", default=None, help="sampler section as JSON")
-    p.add_argument("--cfg", default=None, help="calibration section as JSON")
+    p.add_argument("--cfg", required=True, help='the capture as JSON: {"n_trajectories": .., "batch_size": .., "seed": ..}')
     p.add_argument("--out", required=True, help="trajectories (.safetensors)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
@@ -29,11 +29,11 @@ def run(args) -> None:
     set_threads(args.threads)
     device = pick_device(args.device)
     sampler = section(SamplerConfig, args.sampler, "sampler")
-    cfg = section(CalibrationConfig, args.cfg, "calibration")
+    cfg = section(CaptureConfig, args.cfg, "calibration")
     pipe = load_pipeline(args.model, device=device)
     c = pipe.unet.config
     traj = capture(unet_fn(pipe.unet), cfg.n_trajectories, (c.in_channels, c.sample_size, c.sample_size),
                    pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size, device)
-    traj.meta = {"sampler": dataclasses.asdict(sampler), "calibration": dataclasses.asdict(cfg)}
+    traj.meta = {"sampler": dataclasses.asdict(sampler), "capture": dataclasses.asdict(cfg)}
     traj.save(args.out)
     log.info("trajectories %s at timesteps %s", tuple(traj.xs.shape), traj.ts.tolist())

@@ -92,7 +92,9 @@ class QuantSpec:
     ordered ``overrides`` ``(regex, changes)`` applies, later ones winning, e.g.
     ``(("^conv_(in|out)$", {"weight.bits": 8, "act.bits": 8}),)`` for 8-bit first and last layers.
     ``attention`` quantizes q, k, v and the softmax output of the selected attention modules.
-    ``timesteps`` are the sampling steps of per-timestep quantizers.
+    ``timesteps`` are the sampling steps of per-timestep quantizers. ``eps_correction`` lists the
+    timesteps of a fitted noise-prediction correction (``quant.correction``; empty: none), per
+    channel or, with ``eps_correction_per_pixel``, per pixel.
     """
 
     weight: QuantizerConfig | None
@@ -102,6 +104,8 @@ class QuantSpec:
     overrides: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     attention: AttentionConfig | None = None
     timesteps: tuple[int, ...] = ()
+    eps_correction: tuple[int, ...] = ()
+    eps_correction_per_pixel: bool = False
 
     def selects(self, name: str) -> bool:
         return any(re.search(p, name) for p in self.include) and not any(re.search(p, name) for p in self.exclude)
@@ -135,4 +139,6 @@ class QuantSpec:
             overrides=tuple((p, dict(c)) for p, c in d.get("overrides", ())),
             attention=None if att is None else AttentionConfig(qc(att["act"]), qc(att["softmax"])),
             timesteps=tuple(int(t) for t in d.get("timesteps", ())),
+            eps_correction=tuple(int(t) for t in d.get("eps_correction", ())),
+            eps_correction_per_pixel=bool(d.get("eps_correction_per_pixel", False)),
         )  # fmt: skip

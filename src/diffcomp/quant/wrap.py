@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from ..io import atomic_path
 from .attention import QuantAttnProcessor
+from .correction import EpsCorrection, attach
 from .layer import QuantLayer
 from .module import apply_quant_states, check_initialized, quant_states
 from .spec import QuantSpec
@@ -95,6 +96,10 @@ def quantize_model(model: nn.Module, spec: QuantSpec, inplace: bool = False) -> 
                 m.set_processor(QuantAttnProcessor(spec.attention, spec.timesteps, context))
     if context is not None:
         model.register_forward_pre_hook(context, with_kwargs=True)
+    if spec.eps_correction:
+        c = model.config
+        attach(model, EpsCorrection(spec.eps_correction, (c.in_channels, c.sample_size, c.sample_size),
+                                    spec.eps_correction_per_pixel))
     return model
 
 

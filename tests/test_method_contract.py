@@ -65,7 +65,8 @@ def test_method_contract(name, tiny_unet, traj, tmp_path):
         assert torch.equal(tiny_unet(x, t).sample, ref)
 
 
-CORE_V1 = [("linear", {}), ("qdiffusion", {}), ("qdiffusion_nosplit", {"split": False})]
+V1 = {"a_init_quantized": False, "sm_unsigned": True}  # core v1's range init and softmax grid
+CORE_V1 = [("linear", {}), ("qdiffusion", V1), ("qdiffusion_nosplit", {"split": False, **V1})]
 
 
 @pytest.mark.parametrize("key,extra", CORE_V1, ids=[k for k, _ in CORE_V1])

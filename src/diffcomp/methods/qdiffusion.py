@@ -30,10 +30,16 @@ class QDiffusionParams:
       ``lr_w`` 1e-3, output loss L_``p_w`` (2) with inputs from the quantized model
       (``asym_w``), activations unquantized;
     * activations: per-tensor, ``a_sym`` symmetric (``--a_sym``), ``a_init`` 'max' on CIFAR ('mse'
-      for Church/SD), ``running_stat`` for Bedroom/SD, initialised on ``a_init_samples`` 64 inputs;
-      then ``iters_a`` 5k LSQ iterations of the step sizes per block, Adam ``lr_a`` 4e-4 with
-      cosine decay, loss L_``p_a`` (2.4), inputs from the FP model unless ``asym_a``;
-    * attention: q, k, v at the activation bit-width, softmax output at ``sm_bits`` 8, unsigned;
+      for Church/SD), ``running_stat`` for Bedroom/SD, initialised on ``a_init_samples`` 64 inputs
+      in one forward pass of the quantized network (``a_init_quantized``: the released code sets
+      each range on the first forward, so a layer's range is taken from inputs that the already
+      quantized layers before it produce); then ``iters_a`` 5k LSQ iterations of the step sizes
+      per block, Adam ``lr_a`` 4e-4 with cosine decay, loss L_``p_a`` (2.4), inputs from the FP
+      model unless ``asym_a``;
+    * attention: q, k, v at the activation bit-width, softmax output at ``sm_bits`` 8 on the
+      activations' grid (``sm_unsigned`` false: the released code builds the softmax quantizer
+      from the activation parameters, so with ``--a_sym`` it is symmetric and its negative half
+      goes unused; true: an unsigned 8-bit grid);
     * every Conv2d/Linear is quantized, first and last layer included (no layer kept FP).
     """
 
@@ -44,7 +50,9 @@ class QDiffusionParams:
     a_sym: bool = True
     running_stat: bool = False
     a_init_samples: int = 64
+    a_init_quantized: bool = True
     sm_bits: int = 8
+    sm_unsigned: bool = False
     quant_attention: bool = True
     iters_w: int = 20000
     iters_a: int = 5000
@@ -72,7 +80,9 @@ def spec_for(unet, bits, p: QDiffusionParams):
     from ..quant.wrap import with_split_shortcut
 
     act = QuantizerConfig(bits.a, symmetric=p.a_sym, learnable=True)
-    attention = AttentionConfig(act, QuantizerConfig(p.sm_bits, unsigned=True, learnable=True)) if p.quant_attention else None
+    sm = QuantizerConfig(p.sm_bits, unsigned=True, learnable=True) if p.sm_unsigned else \
+        QuantizerConfig(p.sm_bits, symmetric=p.a_sym, learnable=True)
+    attention = AttentionConfig(act, sm) if p.quant_attention else None
     spec = QuantSpec(weight=QuantizerConfig(bits.w, per_channel=True), act=act, attention=attention)
     return with_split_shortcut(spec, unet) if p.split else spec
 
@@ -125,8 +135,12 @@ def recipe(unet, traj, bits, params: QDiffusionParams, device: str = "cpu"):
     set_quant_state(model, weights=True, acts=True)
     gen = torch.Generator().manual_seed(params.seed)
     pick = torch.randperm(len(xs), generator=gen)[: params.a_init_samples]
-    init_batches = [(xs[pick[i : i + bs]].to(device), ts[pick[i : i + bs]].to(device)) for i in range(0, len(pick), bs)]
+    if params.a_init_quantized and not params.running_stat:  # one forward of all the init inputs
+        init_batches = [(xs[pick].to(device), ts[pick].to(device))]
+    else:
+        init_batches = [(xs[pick[i : i + bs]].to(device), ts[pick[i : i + bs]].to(device)) for i in range(0, len(pick), bs)]
     mode = "running" if params.running_stat else _INIT[params.a_init]
-    init_activations(model, batches if params.running_stat else init_batches, run, mode)
+    init_activations(model, batches if params.running_stat else init_batches, run, mode,
+                     sequential=params.a_init_quantized and not params.running_stat)
     reconstruct(model, fp, batches, run, acts, device, units)
     return model.eval(), spec

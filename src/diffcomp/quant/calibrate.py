@@ -65,9 +65,16 @@ class Observer:
 
 @torch.no_grad()
 def init_activations(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]], run: RunFn,
-                     mode: str = "minmax", p: float = 2.4) -> None:
+                     mode: str = "minmax", p: float = 2.4, sequential: bool = False) -> None:
     """Observe every activation grid's inputs over ``batches`` and set its range (see ``Observer``).
-    Weights stay in their current state while observing."""
+    Weights stay in their current state while observing.
+
+    ``sequential``: each grid takes its range from the first batch that reaches it and quantizes
+    from then on, within the same forward pass, so grids further down see the inputs the
+    quantized network produces (Q-Diffusion's initialisation on the first forward); otherwise
+    every grid passes its input through unquantized until all batches are observed."""
+    if sequential:
+        return _init_sequential(model, batches, run, mode, p)
     leaves = [(f"{name}{f'[{i}]' if len(q.leaves()) > 1 else ''}", leaf)
               for name, q in act_quantizers(model) for i, leaf in enumerate(q.leaves())]
     observers = [Observer(mode, p) for _ in leaves]
@@ -91,3 +98,28 @@ def init_activations(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...
     if missing:
         raise RuntimeError(f"{len(missing)} activation quantizers saw no input, e.g. {missing[:3]}")
 
+
+
+def _init_sequential(model: nn.Module, batches, run: RunFn, mode: str, p: float) -> None:
+    leaves = [(name, leaf) for name, q in act_quantizers(model) for leaf in q.leaves()]
+    done: set[int] = set()
+
+    def hook(mod, args):
+        if id(mod) in done:
+            return None
+        obs = Observer(mode if mode != "running" else "minmax", p)
+        obs.update(args[0], mod.reduce_dims(args[0]))
+        obs.apply(mod)
+        done.add(id(mod))
+        return None  # the grid now has its range and quantizes this very input
+
+    handles = [leaf.register_forward_pre_hook(hook) for _, leaf in leaves]
+    try:
+        for batch in tqdm(list(batches), desc=f"activation ranges ({mode}, sequential)", mininterval=5):
+            run(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [n for n, leaf in leaves if id(leaf) not in done]
+    if missing:
+        raise RuntimeError(f"{len(missing)} activation quantizers saw no input, e.g. {missing[:3]}")

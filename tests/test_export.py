@@ -152,3 +152,22 @@ def test_export_verb_writes_the_checkpoint_and_its_size_beside_the_fp_one(tiny_u
     assert sizes["fp_bytes"] == fp.stat().st_size
     assert sizes["export_bytes"] == (tmp_path / "x.safetensors").stat().st_size < fp.stat().st_size
     assert sizes["bits"] == "W4A8" and sizes["ratio"] > 1
+
+
+def test_the_readme_lines_load_an_export_into_a_diffusers_pipeline(tiny_unet, tmp_path, monkeypatch):
+    """The README's three lines, run as they are (on an export of the tiny model)."""
+    import re
+    import shutil
+
+    text = (REPO / "README.md").read_text().split("## Quantized models outside the workflow", 1)[1]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert len(code.strip().splitlines()) == 3
+    model, s, _, _ = _qdiffusion_like(tiny_unet)
+    (tmp_path / "results/export").mkdir(parents=True)
+    export_quantized(model, s, dict(tiny_unet.config), tmp_path / "results/export/linear-w4a8.safetensors")
+    shutil.copytree(REPO / "resources/models/fmnist-ddpm/scheduler", tmp_path / "resources/models/fmnist-ddpm/scheduler")
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(code, scope)
+    images = scope["images"]
+    assert len(images) == 16 and images[0].size == (32, 32)

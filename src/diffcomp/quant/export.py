@@ -148,7 +148,9 @@ def export_quantized(model: nn.Module, spec: QuantSpec, unet_config: dict, path:
         "spec": json.dumps(spec.to_dict(), sort_keys=True),
         "quant_state": json.dumps(quant_states(model), sort_keys=True),
         "packed": json.dumps([asdict(p) for p in parts]),
-        "unet_config": json.dumps(dict(unet_config), sort_keys=True, default=list),
+        # where the FP model was loaded from is no part of the model
+        "unet_config": json.dumps({k: v for k, v in dict(unet_config).items() if k != "_name_or_path"},
+                                  sort_keys=True, default=str),
         "meta": json.dumps(meta or {}, sort_keys=True, default=str),
     }
     with atomic_path(path) as tmp:

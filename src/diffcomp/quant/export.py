@@ -124,7 +124,6 @@ def export_quantized(model: nn.Module, spec: QuantSpec, unet_config: dict, path:
     from safetensors.torch import save_file
 
     check_initialized(model)
-    model = model.cpu().eval()
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     parts: list[PackedPart] = []
     packed_weights = 0
@@ -138,6 +137,7 @@ def export_quantized(model: nn.Module, spec: QuantSpec, unet_config: dict, path:
         w = m.module.weight.detach()
         for i, (q, sl) in enumerate(zip(m.weight_quantizers, m.slices)):
             codes, bits = _codes(q, w[:, sl], f"{name} (weight part {i})")
+            codes = codes.cpu()
             part = PackedPart(name, i, tuple(codes.shape), bits)
             state[part.key] = pack_codes(codes, bits)
             parts.append(part)

@@ -149,8 +149,7 @@ rule run_info:
         **job_resources("table"),
     params:
         config=shlex.quote(json.dumps(config, sort_keys=True)),
-        workflow_dir=workflow.basedir,
         source=code_hash("**/*.py", "config.schema.json"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli run-info --config {params.config} --workflow-dir {params.workflow_dir:q}"
-        " --source-hash {params.source} --out {output:q} 2> {log:q}"
+        "$DIFFCOMP_PY -m diffcomp.cli run-info --config {params.config} --source-hash {params.source}"
+        " --out {output:q} 2> {log:q}"

@@ -15,7 +15,8 @@ from ..report.html import run_info_html
 
 def add_arguments(p) -> None:
     p.add_argument("--config", required=True, help="the workflow's config as JSON (as given)")
-    p.add_argument("--workflow-dir", required=True, help="the checkout (for its git commit)")
+    p.add_argument("--workflow-dir", default=None,
+                   help="the checkout whose git commit is reported (default: the one this package is in)")
     p.add_argument("--source-hash", required=True, help="hash of the package's sources")
     p.add_argument("--out", required=True, help="HTML")
 
@@ -54,7 +55,8 @@ def run(args) -> None:
     raw = json.loads(args.config)
     cfg = parse_config(raw, check_paths=False)
 
-    version = {"diffcomp": __version__, "git commit": git_version(args.workflow_dir),
+    checkout = args.workflow_dir or Path(__file__).resolve().parents[3]  # src/diffcomp/cli/ -> the checkout
+    version = {"diffcomp": __version__, "git commit": git_version(checkout),
                "source hash (src/diffcomp)": args.source_hash, "python": platform.python_version()}
     for pkg in ("torch", "diffusers", "snakemake", "torch-fidelity"):
         try:

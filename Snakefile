@@ -10,12 +10,14 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-SRC = Path(workflow.basedir) / "src"
+# This file's folder (not workflow.basedir, which is the outer workflow's when this one is used
+# as a Snakemake module).
+SRC = Path(workflow.current_basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from diffcomp.config import ConfigError, parse_config
 from diffcomp.hashing import module_hash
-from diffcomp.variant import Variant, quant_state_path, student_dir
+from diffcomp.variant import Variant, export_path, quant_state_path, student_dir
 
 # A config file is a complete setting: `--configfile X` replaces the embedded default instead
 # of being merged into it (Snakemake would otherwise deep-merge X into the default's methods).
@@ -44,6 +46,9 @@ shell.prefix(
 )
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
@@ -56,8 +61,21 @@ include: "workflow/rules/diagnose.smk"
 include: "workflow/rules/report.smk"
 
 
+# Light jobs and the download (it needs the internet, usually only on a login node) run on the
+# machine that runs Snakemake, never through a cluster executor.
+localrules:
+    all,
+    download,
+    gather,
+    table1,
+    table3,
+    samples_figure,
+    job_times,
+    run_info,
+
+
 rule all:
     default_target: True
     input:
-        "results/table1.csv",
-        "results/table3.csv" if CFG.distillation.methods else [],
+        expand("results/{table}.csv", table=tables()),
+        report_targets(),

@@ -68,3 +68,67 @@ def test_table3_layout_caption_and_figure(tmp_path):
     assert "pd-s2 43 s; pd-s1 81 s" in cap and "fmnist-classifier" in cap
     fid_vs_steps_figure(recs, [("pd", "PD"), ("rdd", "RDD")], [1, 2], tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _seed_rec(variant, fid, seed):
+    return {"variant": variant, "metrics": {"fid": fid, "sfid": 1.0, "is": 1.0},
+            "protocol": {"seed": seed, "n_samples": 8, "sampler": {}}}
+
+
+def test_fid_spread_over_seed_sets_gives_error_bars_and_one_set_plain_points(tmp_path):
+    from diffcomp.io import write_json
+    from diffcomp.report.tables import fid_spread, fid_vs_bits_figure, load_metric_sets
+
+    paths = []
+    for seed, shift in [(0, 0.0), (100000, 1.0)]:
+        for v, fid in [("fp", 5.0), ("linear-w8a8", 6.0), ("linear-w4a8", 9.0)]:
+            p = tmp_path / f"{v}-{seed}.json"
+            write_json(p, _seed_rec(v, fid + shift, seed))
+            paths.append(p)
+    sets = load_metric_sets(paths)
+    assert len(sets) == 2 and sets[1]["fp"]["metrics"]["fid"] == 6.0
+    two = fid_spread(sets, [("linear", "Linear")], ["W8A8", "W4A8"])
+    assert two["Linear"] == [("W8A8", 6.5, 6.0, 7.0), ("W4A8", 9.5, 9.0, 10.0)]
+    assert two["FP"][0][1:] == (5.5, 5.0, 6.0)
+    one = fid_spread(sets[:1], [("linear", "Linear")], ["W8A8", "W4A8"])
+    assert all(lo == m == hi for _, m, lo, hi in one["Linear"])
+    fid_vs_bits_figure(sets, [("linear", "Linear")], ["W8A8", "W4A8"], tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_html_table_has_its_caption_protocol_and_escapes_text():
+    import pandas as pd
+
+    from diffcomp.report.html import table_html
+
+    df = pd.DataFrame({"W4A8 FID": [1.234, None]}, index=pd.Index(["FP", "<b>x</b> & y"], name="Method"))
+    page = table_html(df, "Table 1: PTQ", "seeds: 0 + index <i>")
+    assert "<caption>Table 1: PTQ</caption>" in page and page.index("<caption>") < page.index("<thead>")
+    assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in page and "<b>x</b>" not in page
+    assert "1.23" in page and "--" in page
+    assert '<p class="protocol">seeds: 0 + index &lt;i&gt;</p>' in page
+
+
+def test_samples_rows_must_share_their_seeds():
+    import numpy as np
+
+    from diffcomp.report.figures import same_seed_rows
+
+    imgs = np.zeros((4, 1, 8, 8), dtype=np.uint8)
+    rows = same_seed_rows([(imgs, np.arange(4)), (imgs + 1, np.arange(4))], 3)
+    assert rows.shape == (2, 3, 1, 8, 8) and (rows[1] == 1).all()
+    with pytest.raises(ValueError, match="not the same seeds"):
+        same_seed_rows([(imgs, np.arange(4)), (imgs, np.arange(4) + 16)], 3)
+
+
+def test_job_times_read_from_benchmark_files(tmp_path):
+    from diffcomp.report.figures import job_times_figure, read_benchmarks
+
+    for rel, s in [("quantize/linear-w4a8.tsv", 12.5), ("table1.tsv", 1.0)]:
+        f = tmp_path / "bench" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"s\th:m:s\tmax_rss\n{s}\t0:00:12\t100\n")
+    times = read_benchmarks(tmp_path / "bench")
+    assert [(t.rule, t.job, t.seconds) for t in times] == [("quantize", "quantize/linear-w4a8", 12.5), ("table1", "table1", 1.0)]
+    job_times_figure(times, tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 1000

@@ -101,3 +101,8 @@ def quant_state_path(variant: Variant | str) -> str:
 def student_dir(name: str, steps: int) -> str:
     """The ``steps``-step student of distillation instance ``name`` (a diffusers folder)."""
     return f"results/distill/{name}/steps{steps}"
+
+
+def export_path(variant: Variant | str) -> str:
+    """The packed integer checkpoint of a ``quant`` variant (``diffcomp export``)."""
+    return f"results/export/{variant}.safetensors"

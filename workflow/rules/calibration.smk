@@ -11,9 +11,7 @@ rule trajectories:
         "../../envs/diffcomp.yaml"
     threads: res("trajectories").threads
     resources:
-        mem_mb=res("trajectories").mem_mb,
-        runtime=lambda wc, attempt: res("trajectories").runtime * attempt,
-        gpu=res("trajectories").gpu,
+        **job_resources("trajectories"),
     params:
         sampler=shq_json(CFG.sampler),
         cfg=shq_json(CFG.calibration.capture()),

@@ -1,4 +1,5 @@
-# Helpers shared by the rules: resolved config sections, resources, paths, code hashes.
+# Helpers shared by the rules: resolved config sections, resources, paths, code hashes, the
+# report's categories.
 # Plug-ins (quantization and distillation methods) are looked up in their registries; no rule
 # names a method, so a new method needs no change here.
 import dataclasses
@@ -6,6 +7,7 @@ import shlex
 
 from diffcomp.distill.methods import DISTILLERS
 from diffcomp.methods import METHODS
+from diffcomp.hashing import code_hash
 from diffcomp.registry import modules_of
 from diffcomp.variant import PATTERN as VARIANT_PATTERN
 
@@ -21,8 +23,22 @@ def code(verb, *modules, skip=()):
     return module_hash(f"diffcomp.cli.{verb}", *modules, skip=skip)
 
 
-def res(rule_name):
-    return CFG.resource(rule_name)
+def res(key):
+    """The config's ``resources.{key}`` (or ``resources.default``)."""
+    return CFG.resource(key)
+
+
+def job_resources(key):
+    """What a job asks the executor for, from the config's ``resources.{key}``: memory, runtime
+    (minutes, multiplied by the attempt number on retries) and GPUs. The one place where rules
+    get their resources: ``resources: **job_resources(key)`` (threads: ``res(key).threads``).
+    """
+    r = res(key)
+    return {
+        "mem_mb": r.mem_mb,
+        "runtime": lambda wc, attempt: r.runtime * attempt,
+        "gpu": r.gpu,
+    }
 
 
 def fp_model_dir():
@@ -108,6 +124,7 @@ wildcard_constraints:
     w=r"\d+",
     a=r"\d+",
     i=r"\d+",
+    table=r"table1|table3",
 
 
 def protocol(w):
@@ -147,3 +164,56 @@ def students():
         for m in CFG.distillation.methods
         for v in m.variants()
     }
+
+
+# ---- the report (snakemake --report): one category per paper table, one for the run (no colons
+# in category names: Snakemake turns them into reStructuredText link targets)
+
+
+REPORT_CATEGORY = {
+    "table1": "Table 1 (post-training quantization)",
+    "table3": "Table 3 (few-step distillation)",
+    "run": "Run (config, code version, job times)",
+}
+
+
+def variant_category(w):
+    v = Variant.parse(w.variant)
+    return REPORT_CATEGORY["table3" if v.kind == "steps" else "table1"]
+
+
+def sample_rows(table):
+    """[(variant, row label)] of a table's samples figure: FP, then every method at every bit
+    setting (table 1); per step count, the FP teacher then every student (table 3)."""
+    if table == "table1":
+        return [("fp", "FP (W32A32)")] + [
+            (str(v), f"{m.label} {v.bits.label}")
+            for m in CFG.quantization.methods
+            for v in m.variants()
+        ]
+    made = set(CFG.distill_variants())
+    rows = []
+    for n in sorted(table3_steps(), reverse=True):
+        for name, label in [("fp", "DDIM (FP teacher)")] + [
+            (m.name, m.label) for m in CFG.distillation.methods
+        ]:
+            v = str(Variant(name, steps=n))
+            if v in made:
+                rows.append((v, f"{label}, {n} step{'s' if n > 1 else ''}"))
+    return rows
+
+
+def sample_figure_input(w):
+    return [f"results/samples/{v}/samples.npz" for v, _ in sample_rows(w.table)]
+
+
+def tables():
+    return ["table1"] + (["table3"] if CFG.distillation.methods else [])
+
+
+def report_targets():
+    """Everything the report shows besides the tables' own outputs."""
+    return [f"results/figures/samples_{t}.png" for t in tables()] + [
+        "results/figures/job_times.png",
+        "results/report/run_info.html",
+    ]

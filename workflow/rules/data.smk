@@ -11,8 +11,7 @@ rule dataset:
         "../../envs/diffcomp.yaml"
     threads: 1
     resources:
-        mem_mb=res("dataset").mem_mb,
-        runtime=lambda wc, attempt: res("dataset").runtime * attempt,
+        **job_resources("dataset"),
     params:
         cfg=shq_json(CFG.dataset),
         code=code("prepare_data"),

@@ -17,9 +17,7 @@ rule distill:
         "../../envs/diffcomp.yaml"
     threads: res("distill").threads
     resources:
-        mem_mb=res("distill").mem_mb,
-        runtime=lambda wc, attempt: res("distill").runtime * attempt,
-        gpu=res("distill").gpu,
+        **job_resources("distill"),
     params:
         method=lambda w: distill_of(w.name).method,
         hparams=lambda w: shlex.quote(distill_of(w.name).params_json()),

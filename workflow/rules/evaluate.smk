@@ -12,8 +12,7 @@ rule reference_stats:
         "../../envs/diffcomp.yaml"
     threads: res("reference").threads
     resources:
-        mem_mb=res("reference").mem_mb,
-        runtime=lambda wc, attempt: res("reference").runtime * attempt,
+        **job_resources("reference"),
     params:
         extractor=CFG.feature_net.name,
         code=code("reference_stats"),
@@ -37,8 +36,7 @@ rule evaluate:
         "../../envs/diffcomp.yaml"
     threads: res("evaluate").threads
     resources:
-        mem_mb=res("evaluate").mem_mb,
-        runtime=lambda wc, attempt: res("evaluate").runtime * attempt,
+        **job_resources("evaluate"),
     params:
         extractor=CFG.feature_net.name,
         protocol=lambda w: shlex.quote(protocol(w)),

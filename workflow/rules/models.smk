@@ -14,9 +14,7 @@ rule train:
         "../../envs/diffcomp.yaml"
     threads: res("train").threads
     resources:
-        mem_mb=res("train").mem_mb,
-        runtime=lambda wc, attempt: res("train").runtime * attempt,
-        gpu=res("train").gpu,
+        **job_resources("train"),
     params:
         arch=shq_json(CFG.model.arch),
         cfg=shq_json(CFG.model.train),
@@ -37,8 +35,7 @@ rule download:
         "../../envs/diffcomp.yaml"
     threads: 1
     resources:
-        mem_mb=res("download").mem_mb,
-        runtime=lambda wc, attempt: res("download").runtime * attempt,
+        **job_resources("download"),
     params:
         revision=lambda w: (
             f"--revision {shlex.quote(CFG.model.revision)}"
@@ -63,9 +60,7 @@ rule train_classifier:
         "../../envs/diffcomp.yaml"
     threads: res("train_classifier").threads
     resources:
-        mem_mb=res("train_classifier").mem_mb,
-        runtime=lambda wc, attempt: res("train_classifier").runtime * attempt,
-        gpu=res("train_classifier").gpu,
+        **job_resources("train_classifier"),
     params:
         cfg=shq_json(CFG.feature_net.train),
         code=code("train_classifier"),

@@ -16,9 +16,7 @@ rule quantize:
         "../../envs/diffcomp.yaml"
     threads: res("quantize").threads
     resources:
-        mem_mb=res("quantize").mem_mb,
-        runtime=lambda wc, attempt: res("quantize").runtime * attempt,
-        gpu=res("quantize").gpu,
+        **job_resources("quantize"),
     params:
         method=lambda w: method_of(w.name).method,
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
@@ -29,3 +27,28 @@ rule quantize:
         " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams}"
         " --correction {params.correction} --out {output:q}"
         " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+
+
+# A packed integer checkpoint of a quantized variant, usable without the workflow
+# (diffcomp.load_quantized); not part of the default target.
+rule export:
+    input:
+        model=fp_model_dir(),
+        quantized=quant_state_path("{name}-w{w}a{a}"),
+    output:
+        model=export_path("{name}-w{w}a{a}"),
+        sizes="results/export/{name}-w{w}a{a}.json",
+    log:
+        "logs/export/{name}-w{w}a{a}.log",
+    benchmark:
+        "results/benchmarks/export/{name}-w{w}a{a}.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        **job_resources("export"),
+    params:
+        code=code("export"),
+    shell:
+        "$DIFFCOMP_PY -m diffcomp.cli export --model {input.model:q} --quantized {input.quantized:q}"
+        " --out {output.model:q} --sizes {output.sizes:q} 2> {log:q}"

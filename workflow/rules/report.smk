@@ -1,3 +1,6 @@
+# Paper-style tables and the report's figures and pages (snakemake --report).
+
+
 rule table1:
     input:
         expand("results/metrics/{variant}.json", variant=CFG.variants()),
@@ -5,7 +8,18 @@ rule table1:
         csv="results/table1.csv",
         md="results/table1.md",
         tex="results/table1.tex",
-        figure="results/figures/fid_vs_bits.png",
+        html=report(
+            "results/table1.html",
+            caption="../report/table1.rst",
+            category=REPORT_CATEGORY["table1"],
+            subcategory="Table",
+        ),
+        figure=report(
+            "results/figures/fid_vs_bits.png",
+            caption="../report/fid_vs_bits.rst",
+            category=REPORT_CATEGORY["table1"],
+            subcategory="Figures",
+        ),
     log:
         "logs/table1.log",
     benchmark:
@@ -14,8 +28,7 @@ rule table1:
         "../../envs/diffcomp.yaml"
     threads: 1
     resources:
-        mem_mb=res("table").mem_mb,
-        runtime=lambda wc, attempt: res("table").runtime * attempt,
+        **job_resources("table"),
     params:
         methods=shlex.quote(
             json.dumps([[m.name, m.label] for m in CFG.quantization.methods])
@@ -24,7 +37,7 @@ rule table1:
         code=code("table1"),
     shell:
         "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input:q} --methods {params.methods} --bits {params.bits}"
-        " --out-stem results/table1 --figure {output.figure:q} 2> {log:q}"
+        " --out-stem results/table1 --html {output.html:q} --figure {output.figure:q} 2> {log:q}"
 
 
 rule table3:
@@ -35,7 +48,18 @@ rule table3:
         csv="results/table3.csv",
         md="results/table3.md",
         tex="results/table3.tex",
-        figure="results/figures/fid_vs_steps.png",
+        html=report(
+            "results/table3.html",
+            caption="../report/table3.rst",
+            category=REPORT_CATEGORY["table3"],
+            subcategory="Table",
+        ),
+        figure=report(
+            "results/figures/fid_vs_steps.png",
+            caption="../report/fid_vs_steps.rst",
+            category=REPORT_CATEGORY["table3"],
+            subcategory="Figures",
+        ),
     log:
         "logs/table3.log",
     benchmark:
@@ -44,8 +68,7 @@ rule table3:
         "../../envs/diffcomp.yaml"
     threads: 1
     resources:
-        mem_mb=res("table").mem_mb,
-        runtime=lambda wc, attempt: res("table").runtime * attempt,
+        **job_resources("table"),
     params:
         rows=shlex.quote(
             json.dumps([[m.name, m.label] for m in CFG.distillation.methods])
@@ -55,4 +78,78 @@ rule table3:
         code=code("table3"),
     shell:
         "$DIFFCOMP_PY -m diffcomp.cli table3 --metrics {input.metrics:q} --students {params.students}"
-        " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --figure {output.figure:q} 2> {log:q}"
+        " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --html {output.html:q}"
+        " --figure {output.figure:q} 2> {log:q}"
+
+
+rule samples_figure:
+    input:
+        sample_figure_input,
+    output:
+        report(
+            "results/figures/samples_{table}.png",
+            caption="../report/samples.rst",
+            category=lambda w: REPORT_CATEGORY[w.table],
+            subcategory="Figures",
+        ),
+    log:
+        "logs/samples_figure_{table}.log",
+    benchmark:
+        "results/benchmarks/samples_figure/{table}.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        **job_resources("table"),
+    params:
+        labels=lambda w: shlex.quote(
+            json.dumps([lab for _, lab in sample_rows(w.table)])
+        ),
+        code=code("samples_figure"),
+    shell:
+        "$DIFFCOMP_PY -m diffcomp.cli samples-figure --samples {input:q} --labels {params.labels} --n 8"
+        " --out {output:q} 2> {log:q}"
+
+
+rule job_times:
+    input:
+        expand("results/{table}.csv", table=tables()),
+    output:
+        report(
+            "results/figures/job_times.png",
+            caption="../report/job_times.rst",
+            category=REPORT_CATEGORY["run"],
+        ),
+    log:
+        "logs/job_times.log",
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        **job_resources("table"),
+    params:
+        code=code("job_times"),
+    shell:
+        "$DIFFCOMP_PY -m diffcomp.cli job-times --benchmarks results/benchmarks --out {output:q} 2> {log:q}"
+
+
+rule run_info:
+    output:
+        report(
+            "results/report/run_info.html",
+            caption="../report/run_info.rst",
+            category=REPORT_CATEGORY["run"],
+        ),
+    log:
+        "logs/run_info.log",
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        **job_resources("table"),
+    params:
+        config=shlex.quote(json.dumps(config, sort_keys=True)),
+        source=code_hash("**/*.py", "config.schema.json"),
+    shell:
+        "$DIFFCOMP_PY -m diffcomp.cli run-info --config {params.config} --source-hash {params.source}"
+        " --out {output:q} 2> {log:q}"

@@ -16,9 +16,7 @@ rule sample_shard:
         "../../envs/diffcomp.yaml"
     threads: res("sample").threads
     resources:
-        mem_mb=res("sample").mem_mb,
-        runtime=lambda wc, attempt: res("sample").runtime * attempt,
-        gpu=res("sample").gpu,
+        **job_resources("sample"),
     params:
         sampler=lambda w: shq_json(variant_sampler(w.variant)),
         start=lambda w: shard_range(int(w.i))[0],
@@ -41,7 +39,13 @@ rule gather:
         expand("results/samples/{{variant}}/shard-{i}.npz", i=range(CFG.n_shards())),
     output:
         samples="results/samples/{variant}/samples.npz",
-        grid="results/grids/{variant}.png",
+        grid=report(
+            "results/grids/{variant}.png",
+            caption="../report/grid.rst",
+            category=variant_category,
+            subcategory="Sample grids",
+            labels={"variant": "{variant}"},
+        ),
     log:
         "logs/gather/{variant}.log",
     benchmark:
@@ -50,8 +54,7 @@ rule gather:
         "../../envs/diffcomp.yaml"
     threads: 1
     resources:
-        mem_mb=res("gather").mem_mb,
-        runtime=lambda wc, attempt: res("gather").runtime * attempt,
+        **job_resources("gather"),
     params:
         code=code("gather"),
     shell:

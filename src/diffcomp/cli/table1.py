@@ -1,11 +1,15 @@
-"""Table 1 (methods x W/A settings x FID/sFID/IS) as csv/md/tex, and the FID-vs-bits figure."""
+"""Table 1 (methods x W/A settings x FID/sFID/IS) as csv/md/tex/html, and the FID-vs-bits figure.
+
+Metric files of several seed sets (``protocol.seed``) may be given: the table is the first set's,
+the figure shows the spread over all of them."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-from ..report.tables import fid_vs_bits_figure, load_metrics, protocol_caption, table1, write_table
+from ..report.html import write_table_html
+from ..report.tables import fid_vs_bits_figure, load_metric_sets, protocol_caption, table1, write_table
 
 log = logging.getLogger(__name__)
 
@@ -16,14 +20,19 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", required=True, help='JSON list like ["W8A8", "W4A8"]')
     p.add_argument("--out-stem", required=True, help="writes STEM.csv, STEM.md, STEM.tex")
     p.add_argument("--figure", default=None)
+    p.add_argument("--html", default=None, help="the table as an HTML page (for the report)")
 
 
 def run(args) -> None:
-    records = load_metrics(args.metrics)
+    sets = load_metric_sets(args.metrics)
+    records = sets[0]
     methods = [tuple(m) for m in json.loads(args.methods)]
     bits = json.loads(args.bits)
     df = table1(records, methods, bits)
-    write_table(df, args.out_stem, "Table 1: post-training quantization", protocol_caption(records))
+    title, caption = "Table 1: post-training quantization", protocol_caption(records)
+    write_table(df, args.out_stem, title, caption)
+    if args.html:
+        write_table_html(df, args.html, title, caption)
     if args.figure:
-        fid_vs_bits_figure(records, methods, bits, args.figure)
+        fid_vs_bits_figure(sets, methods, bits, args.figure)
     log.info("\n%s", df.to_string())

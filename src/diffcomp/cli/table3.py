@@ -1,5 +1,5 @@
-"""Table 3 (FP teacher with DDIM, PD, RDD x 1/2/4/8 steps x FID/sFID/IS) as csv/md/tex, and the
-FID-vs-steps figure."""
+"""Table 3 (FP teacher with DDIM, PD, RDD x 1/2/4/8 steps x FID/sFID/IS) as csv/md/tex/html, and
+the FID-vs-steps figure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from ..io import read_json
+from ..report.html import write_table_html
 from ..report.tables import distill_caption, fid_vs_steps_figure, load_metrics, table3, write_table
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", required=True, help="JSON list of step counts, e.g. [1, 2, 4, 8]")
     p.add_argument("--out-stem", required=True, help="writes STEM.csv, STEM.md, STEM.tex")
     p.add_argument("--figure", default=None)
+    p.add_argument("--html", default=None, help="the table as an HTML page (for the report)")
 
 
 def run(args) -> None:
@@ -32,8 +34,10 @@ def run(args) -> None:
         if prov.exists():
             wall[variant] = float(read_json(prov)["wall_seconds"])
     df = table3(records, rows, steps)
-    write_table(df, args.out_stem, "Table 3: few-step students (progressive distillation, RDD)",
-                distill_caption(records, wall))
+    title, caption = "Table 3: few-step students (progressive distillation, RDD)", distill_caption(records, wall)
+    write_table(df, args.out_stem, title, caption)
+    if args.html:
+        write_table_html(df, args.html, title, caption)
     if args.figure:
         fid_vs_steps_figure(records, rows, steps, args.figure)
     log.info("\n%s", df.to_string())

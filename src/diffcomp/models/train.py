@@ -58,7 +58,7 @@ def train_ddpm(
     start = 0
     state_path = Path(state_dir) / "train_state.pt" if state_dir else None
     if state_path is not None and state_path.exists():
-        st = torch.load(state_path, map_location=device, weights_only=False)
+        st = torch.load(state_path, map_location=device, weights_only=True)
         unet.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])

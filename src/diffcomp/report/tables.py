@@ -113,28 +113,65 @@ def write_table(df: pd.DataFrame, stem: str | Path, title: str, caption: str) ->
     write_text(stem.with_suffix(".tex"), tex)
 
 
-def fid_vs_bits_figure(records: dict[str, dict], methods: Sequence[tuple[str, str]], bits: Sequence[str],
-                       path: str | Path) -> None:
+def load_metric_sets(paths: Sequence[str | Path]) -> list[dict[str, dict]]:
+    """evaluate's JSON files grouped into seed sets (by ``protocol.seed``, in order of first
+    appearance): ``[{variant: record}]``, one mapping per seed set."""
+    sets: dict[object, dict[str, dict]] = {}
+    for p in paths:
+        rec = read_json(p)
+        sets.setdefault(rec.get("protocol", {}).get("seed"), {})[rec["variant"]] = rec
+    return list(sets.values())
+
+
+def fid_spread(sets: Sequence[dict[str, dict]], methods: Sequence[tuple[str, str]],
+               bits: Sequence[str]) -> dict[str, list[tuple[str, float, float, float]]]:
+    """``{label: [(W/A, mean FID, lowest, highest)]}`` over the seed sets that have the variant
+    (lowest == highest with one set); the FP model is the key "FP"."""
+    out: dict[str, list[tuple[str, float, float, float]]] = {}
+    rows = [("FP", [(b, "fp") for b in bits])] + [(label, [(b, _quant(name, b)) for b in bits]) for name, label in methods]
+    for label, cols in rows:
+        pts = []
+        for b, variant in cols:
+            fids = [s[variant]["metrics"]["fid"] for s in sets if variant in s]
+            if fids:
+                pts.append((b, sum(fids) / len(fids), min(fids), max(fids)))
+        if pts:
+            out[label] = pts
+    return out
+
+
+def fid_vs_bits_figure(records: dict[str, dict] | Sequence[dict[str, dict]], methods: Sequence[tuple[str, str]],
+                       bits: Sequence[str], path: str | Path) -> None:
+    """FID per method at each W/A setting; with several seed sets (a list of ``{variant:
+    record}``), the mean with the lowest-to-highest spread as error bars, else plain points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    rows = []
-    for name, label in methods:
-        for b in bits:
-            rec = records.get(_quant(name, b))
-            if rec:
-                rows.append({"method": label, "W/A": b, "FID": rec["metrics"]["fid"]})
+    sets = [records] if isinstance(records, dict) else list(records)
+    series = fid_spread(sets, methods, bits)
+    fp = series.pop("FP", None)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    if rows:
-        sns.pointplot(data=pd.DataFrame(rows), x="W/A", y="FID", hue="method", order=list(bits), ax=ax, markers="o")
-    if "fp" in records:
-        ax.axhline(records["fp"]["metrics"]["fid"], ls="--", c="k", lw=1, label="FP")
-        ax.legend()
+    x = {b: i for i, b in enumerate(bits)}
+    n = max(len(series), 1)
+    for k, (label, pts) in enumerate(series.items()):
+        off = (k - (n - 1) / 2) * 0.08  # side by side, so error bars do not hide each other
+        xs = [x[b] + off for b, *_ in pts]
+        mean = [m for _, m, _, _ in pts]
+        err = [[m - lo for _, m, lo, _ in pts], [hi - m for _, m, _, hi in pts]]
+        ax.errorbar(xs, mean, yerr=err if len(sets) > 1 else None, fmt="-o", capsize=3, label=label)
+    if fp:
+        ax.axhline(fp[0][1], ls="--", c="k", lw=1, label="FP")
+        if len(sets) > 1 and fp[0][2] < fp[0][3]:
+            ax.axhspan(fp[0][2], fp[0][3], color="k", alpha=0.08)
+    ax.set_xticks(range(len(bits)), list(bits))
+    ax.set_xlabel("W/A bits")
+    ax.set_ylabel("FID" + (f" (mean, range over {len(sets)} seed sets)" if len(sets) > 1 else ""))
     ax.set_yscale("log")
     ax.set_title("FID vs bit-width")
+    if series or fp:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

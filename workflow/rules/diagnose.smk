@@ -16,9 +16,7 @@ rule heldout_trajectories:
         "../../envs/diffcomp.yaml"
     threads: res("trajectories").threads
     resources:
-        mem_mb=res("trajectories").mem_mb,
-        runtime=lambda wc, attempt: res("trajectories").runtime * attempt,
-        gpu=res("trajectories").gpu,
+        **job_resources("trajectories"),
     params:
         sampler=shq_json(CFG.sampler),
         cfg=shq_json(CFG.calibration.capture(heldout=True)),
@@ -45,9 +43,7 @@ rule diagnose:
         "../../envs/diffcomp.yaml"
     threads: res("evaluate").threads
     resources:
-        mem_mb=res("evaluate").mem_mb,
-        runtime=lambda wc, attempt: res("evaluate").runtime * attempt,
-        gpu=res("evaluate").gpu,
+        **job_resources("evaluate"),
     params:
         code=code("diagnose"),
     shell:

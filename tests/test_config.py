@@ -12,9 +12,9 @@ DEFAULT = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
 
 def test_default_config_parses_with_paper_defaults_filled_in():
     cfg = parse_config(DEFAULT, check_paths=False)
-    assert cfg.variants()[:3] == ["fp", "linear-w8a8", "linear-w4a8"]
+    assert cfg.variants()[:4] == ["fp", "linear-w4a8", "linear-w3a8", "linear-w4a6"]
     assert "qdiffusion_nosplit-w4a8" in cfg.variants() and cfg.method("qdiffusion_nosplit").params["split"] is False
-    assert cfg.sampler.steps == 10 and cfg.sampler.eta == 0.0
+    assert cfg.sampler.steps == 10 and cfg.sampler.eta == 0.0 and cfg.sampler.clip_x0 is False
     lin = cfg.method("linear")
     assert lin.method == "linear" and lin.label == "Linear Quant"
     assert lin.params["calibration"] == {"selector": "uniform", "steps": 10, "per_step": 64}
@@ -77,6 +77,18 @@ BAD = [
      "'quantization.methods.linear.calibration.selector': unknown calibration selector 'tdac' (known: uniform"),
     ("unknown selector parameter", lambda r: r["quantization"]["methods"]["linear"]["calibration"].update(stpes=3),
      "'quantization.methods.linear.calibration.stpes': unknown key"),
+    ("corrections without a base", lambda r: r["quantization"]["methods"]["linear"].update(bias_correction=True),
+     "'quantization.methods.linear.bias_correction': corrections apply to another instance's quantized model"),
+    ("unknown base", lambda r: r["quantization"]["methods"]["qdiffusion_bc"].update(base="qdiff"),
+     "'quantization.methods.qdiffusion_bc.base': 'qdiff' is not another quantization instance"),
+    ("base without a correction", lambda r: r["quantization"]["methods"]["qdiffusion_bc"].update(bias_correction=False),
+     "'quantization.methods.qdiffusion_bc': an instance with a base applies bias_correction and/or eps_correction"),
+    ("method parameters on a corrected instance", lambda r: r["quantization"]["methods"]["qdiffusion_bc"].update(iters_w=3),
+     "'quantization.methods.qdiffusion_bc.iters_w': an instance with a base inherits its method and parameters"),
+    ("bits a base does not quantize", lambda r: r["quantization"]["methods"]["linear_bc"].update(bits=[{"w": 8, "a": 8}]),
+     "'quantization.methods.linear_bc.bits': W8A8 is not among the bits of its base 'linear'"),
+    ("a base of a base", lambda r: r["quantization"]["methods"].update(again={"base": "qdiffusion_bc", "bias_correction": True}),
+     "'quantization.methods.again.base': 'qdiffusion_bc' has a base itself"),
     ("bad method parameter value", lambda r: r["quantization"]["methods"]["qdiffusion"].update(w_init="minmax"),
      "'quantization.methods.qdiffusion': w_init must be 'max' or 'mse'"),
     ("bad skip type", lambda r: r["sampler"].update(skip="cubic"), "'sampler.skip': 'cubic' is not one of"),
@@ -132,6 +144,15 @@ def test_the_schema_ships_inside_the_package_and_validation_imports_no_torch(tmp
             "assert schema()['title']; assert 'torch' not in sys.modules, 'torch imported'")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_a_corrected_instance_inherits_its_base():
+    cfg = parse_config(DEFAULT, check_paths=False)
+    bc, q = cfg.method("qdiffusion_bc"), cfg.method("qdiffusion")
+    assert bc.base == "qdiffusion" and bc.method == "qdiffusion" and bc.params == q.params and bc.bits == q.bits
+    assert bc.bias_correction and bc.eps_correction == "none" and "(ours)" in bc.label
+    assert cfg.method("qdiffusion_eps").eps_correction == "pixel"
+    assert "qdiffusion_bc-w3a8" in cfg.variants() and "linear_bc-w3a8" not in cfg.variants()
 
 
 def test_method_instances_keep_their_built_parameters():

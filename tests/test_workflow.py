@@ -101,10 +101,19 @@ def finished_copy(micro_run: Path, tmp_path: Path) -> Path:
 def test_micro_dag_end_to_end(micro_run):
     wd = micro_run
     df = pd.read_csv(wd / "results/table1.csv", index_col=0)
-    assert list(df.index) == ["FP (W32A32)", "Linear Quant", "Q-Diffusion"]
+    assert list(df.index) == ["FP (W32A32)", "Linear Quant", "Q-Diffusion", "Linear + fixes"]
     assert list(df.columns) == ["W8A8 FID", "W8A8 sFID", "W8A8 IS", "W4A8 FID", "W4A8 sFID", "W4A8 IS"]
-    assert df.drop(index="Q-Diffusion").notna().all().all() and (df.fillna(1) > 0).all().all()
-    assert df.loc["Q-Diffusion"].isna().tolist() == [True] * 3 + [False] * 3  # only W4A8 was asked for
+    assert df.drop(index=["Q-Diffusion", "Linear + fixes"]).notna().all().all() and (df.fillna(1) > 0).all().all()
+    for row in ("Q-Diffusion", "Linear + fixes"):
+        assert df.loc[row].isna().tolist() == [True] * 3 + [False] * 3  # only W4A8 was asked for
+    # the corrected instance is the base's quantized model with its corrections
+    from diffcomp.quant.wrap import read_quantized
+
+    spec, _, meta, _ = read_quantized(wd / "results/quant/linear_fix-w4a8.safetensors")
+    assert meta["method"] == "linear" and meta["corrections"]["bias_correction"] and spec.eps_correction
+    diag = pd.read_csv(wd / "results/table1_diagnostics.csv", index_col=0)
+    assert len(diag) == 4 and diag["max abs(gain - 1) (t>=100)"].notna().all()
+    assert (wd / "results/figures/eps_vs_timestep.png").stat().st_size > 0
     for f in ["results/table1.md", "results/table1.tex", "results/figures/fid_vs_bits.png",
               "results/grids/fp.png", "results/grids/linear-w4a8.png", "logs/quantize/linear-w4a8.log",
               "results/benchmarks/quantize/qdiffusion-w4a8.tsv"]:
@@ -137,7 +146,19 @@ def test_micro_distillation_table(micro_run):
     assert not list((wd / "results/state/distill").rglob("*.pt"))  # finished stages leave no state
 
 
-MICRO_INSTANCES = {"linear": 2, "qdiffusion": 1}  # quantize jobs per method in tests/configs/micro.yaml
+def _expected_after_editing(method: str) -> dict[str, int]:
+    """The jobs editing ``method``'s module plans in the micro DAG: its instances' quantize jobs,
+    the corrections built on them, and their samples, metrics and diagnostics."""
+    from diffcomp.config import load_config
+
+    cfg = load_config(REPO / "tests/configs/micro.yaml", check_paths=False)
+    q = sum(len(m.bits) for m in cfg.quantization.methods if m.method == method and not m.base)
+    c = sum(len(m.bits) for m in cfg.quantization.methods if m.method == method and m.base)
+    n = q + c
+    if not n:
+        return {}
+    plan = {"quantize": q, "correct": c, "sample_shard": 2 * n, "gather": n, "evaluate": n, "diagnose": n, "table1": 1}
+    return {k: v for k, v in plan.items() if v}
 
 
 def _edit(path: Path) -> None:
@@ -170,8 +191,7 @@ def test_rerun_after_editing_one_quantization_method(micro_run, tmp_path, method
     wd = finished_copy(micro_run, tmp_path)
     _edit(_module_file(wd, METHODS[method].module))
     plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
-    n = MICRO_INSTANCES.get(method, 0)
-    assert plan == ({"quantize": n, "sample_shard": 2 * n, "gather": n, "evaluate": n, "table1": 1} if n else {})
+    assert plan == _expected_after_editing(method)
 
 
 @needs_fmnist
@@ -225,7 +245,7 @@ def test_a_new_method_is_one_module_and_reruns_no_other_job(micro_run, tmp_path)
     raw = yaml.safe_load(cfg.read_text())
     raw["quantization"]["methods"]["throwaway"] = {"bits": [{"w": 4, "a": 8}]}
     cfg.write_text(yaml.safe_dump(raw))
-    expected = {"quantize": 1, "sample_shard": 2, "gather": 1, "evaluate": 1, "table1": 1}
+    expected = {"quantize": 1, "sample_shard": 2, "gather": 1, "evaluate": 1, "diagnose": 1, "table1": 1}
     assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv")) == expected
     snakemake(wd, *MICRO, "results/table1.csv", "results/table3.csv")
     df = pd.read_csv(wd / "results/table1.csv", index_col=0)
@@ -244,7 +264,7 @@ def test_rerun_after_changing_one_method_config(micro_run, tmp_path):
     cfg = wd / "tests/configs/micro.yaml"
     cfg.write_text(cfg.read_text().replace("iters_w: 2,", "iters_w: 3,"))
     plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
-    assert plan == {"quantize": 1, "sample_shard": 2, "gather": 1, "evaluate": 1, "table1": 1}
+    assert plan == {"quantize": 1, "sample_shard": 2, "gather": 1, "evaluate": 1, "diagnose": 1, "table1": 1}
 
 
 @needs_fmnist
@@ -253,7 +273,7 @@ def test_rerun_after_editing_the_metrics(micro_run, tmp_path):
     wd = finished_copy(micro_run, tmp_path)
     _edit(wd / "src/diffcomp/metrics/fidelity.py")
     plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv"))
-    assert plan == {"reference_stats": 1, "evaluate": 4, "table1": 1}
+    assert plan == {"reference_stats": 1, "evaluate": 5, "table1": 1}
 
 
 @needs_fmnist
@@ -272,7 +292,7 @@ def test_rerun_after_editing_the_calibration_selector(micro_run, tmp_path):
     wd = finished_copy(micro_run, tmp_path)
     _edit(wd / "src/diffcomp/calib/selectors/uniform.py")
     plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
-    assert plan == {"quantize": 3, "sample_shard": 6, "gather": 3, "evaluate": 3, "table1": 1}
+    assert plan == {"quantize": 3, "correct": 1, "sample_shard": 8, "gather": 4, "evaluate": 4, "diagnose": 4, "table1": 1}
 
 
 @needs_fmnist

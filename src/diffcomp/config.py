@@ -78,13 +78,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
     data = dict(raw)
     quant_raw = data.pop("quantization", {}) or {}
     global_bits = tuple(BitSetting(**b) for b in quant_raw.get("bits", [{"w": 8, "a": 8}, {"w": 4, "a": 8}]))
-    methods = []
-    for name, mraw in (quant_raw.get("methods") or {}).items():
-        mraw = dict(mraw or {})
-        bits = tuple(BitSetting(**b) for b in mraw.pop("bits")) if "bits" in mraw else global_bits
-        correction = mraw.pop("correction", "none")
-        methods.append(MethodConfig(**_instance(name, mraw, METHODS, "quantization.methods"), bits=bits,
-                                    correction=correction))
+    methods = _parse_methods(quant_raw.get("methods") or {}, global_bits, METHODS)
     distillation = _parse_distillation(data.pop("distillation", {}) or {}, DISTILLERS)
     resources_ = {k: build_dataclass(ResourceSpec, v, f"resources.{k}") for k, v in (data.pop("resources", {}) or {}).items()}
     sections = {
@@ -104,6 +98,50 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
         raise ConfigError(f"config key '{sorted(data)[0]}': unknown key")
     _semantic_checks(cfg, base, check_paths)
     return cfg
+
+
+def _parse_methods(raw: Mapping[str, Any], global_bits: tuple[BitSetting, ...], registry) -> list[MethodConfig]:
+    """Method instances; one with a ``base`` takes its method, label default and parameters from
+    that instance (its own keys: label, bits, the corrections)."""
+    built: dict[str, MethodConfig] = {}
+    for name, mraw in raw.items():
+        where = f"quantization.methods.{name}"
+        mraw = dict(mraw or {})
+        fixes = {k: mraw.pop(k) for k in ("bias_correction", "eps_correction") if k in mraw}
+        base = mraw.pop("base", None)
+        if base is None:
+            if fixes:
+                raise ConfigError(f"config key '{where}.{sorted(fixes)[0]}': corrections apply to another instance's "
+                                  "quantized model: give this instance a base")
+            bits = tuple(BitSetting(**b) for b in mraw.pop("bits")) if "bits" in mraw else global_bits
+            built[name] = MethodConfig(**_instance(name, mraw, registry, "quantization.methods"), bits=bits)
+            continue
+        if base not in raw or base == name:
+            raise ConfigError(f"config key '{where}.base': {base!r} is not another quantization instance "
+                              f"(known: {', '.join(n for n in raw if n != name)})")
+        if raw[base] and "base" in (raw[base] or {}):
+            raise ConfigError(f"config key '{where}.base': {base!r} has a base itself; name an instance that quantizes")
+        if not fixes.get("bias_correction") and fixes.get("eps_correction", "none") == "none":
+            raise ConfigError(f"config key '{where}': an instance with a base applies bias_correction and/or eps_correction")
+        extra = sorted(set(mraw) - {"label", "bits"})
+        if extra:
+            raise ConfigError(f"config key '{where}.{extra[0]}': an instance with a base inherits its method and "
+                              "parameters (its own keys: label, bits, bias_correction, eps_correction)")
+        if base not in built:  # bases are parsed first
+            b = dict(raw[base] or {})
+            b_bits = tuple(BitSetting(**x) for x in b.pop("bits")) if "bits" in b else global_bits
+            for k in ("bias_correction", "eps_correction"):
+                b.pop(k, None)
+            built[base] = MethodConfig(**_instance(base, b, registry, "quantization.methods"), bits=b_bits)
+        parent = built[base]
+        bits = tuple(BitSetting(**x) for x in mraw["bits"]) if "bits" in mraw else parent.bits
+        missing = [b.label for b in bits if b not in parent.bits]
+        if missing:
+            raise ConfigError(f"config key '{where}.bits': {missing[0]} is not among the bits of its base {base!r}")
+        label = mraw.get("label", f"{parent.label} + corrections")
+        built[name] = MethodConfig(name=name, method=parent.method, label=label, params=parent.params, built=parent.built,
+                                   bits=bits, base=base, **fixes)
+    return [built[n] for n in raw]
 
 
 def _instance(name: str, mraw: dict, registry, section: str) -> dict[str, Any]:

@@ -65,13 +65,21 @@ class Instance:
 
 @dataclass(frozen=True)
 class MethodConfig(Instance):
-    """One entry of the quantization grid: an instance of a quantization method, its bit settings
-    and, for any method, an optional timestep-aware correction of the quantized noise prediction
-    fitted on the calibration trajectories (``correction``: ``none``, ``channel`` or ``pixel``
-    bias; see ``quant.correction``)."""
+    """One entry of the quantization grid: an instance of a quantization method and its bit
+    settings. An instance with a ``base`` is the base instance's quantized model with corrections
+    applied afterwards (any method's): ``bias_correction`` (each quantized layer's mean output made
+    the FP layer's, ``quant.bias_correction``) and/or ``eps_correction`` (a per-timestep gain and
+    bias of the noise prediction, per ``channel`` or per ``pixel``, ``quant.correction``), both
+    fitted on the base's calibration trajectories; it inherits the base's method and parameters."""
 
     bits: tuple[BitSetting, ...] = ()
-    correction: str = "none"
+    base: str | None = None
+    bias_correction: bool = False
+    eps_correction: str = "none"
+
+    @property
+    def corrections(self) -> dict[str, Any]:
+        return {"bias_correction": self.bias_correction, "eps_correction": self.eps_correction}
 
     def variants(self) -> list[Variant]:
         return [Variant(self.name, bits=b) for b in self.bits]

@@ -133,6 +133,19 @@ def protocol(w):
                        "config": CFG.name}, sort_keys=True)  # fmt: skip
 
 
+def correction_args(m):
+    """The correct verb's flags of an instance with a base."""
+    args = ["--bias-correction"] if m.bias_correction else []
+    return " ".join(args + [f"--eps-correction {m.eps_correction}"])
+
+
+def instances(corrected):
+    """A wildcard pattern of the quantization instances with (or without) a base: each
+    quantized model is made by exactly one of the rules quantize and correct."""
+    names = [m.name for m in CFG.quantization.methods if bool(m.base) == corrected]
+    return "|".join(names) if names else "(?!)"
+
+
 def quant_code(w):
     m = method_of(w.name)
     return code("quantize", METHODS[m.method].module, *modules_of(m.built))

@@ -12,6 +12,8 @@ rule quantize:
         "logs/quantize/{name}-w{w}a{a}.log",
     benchmark:
         "results/benchmarks/quantize/{name}-w{w}a{a}.tsv"
+    wildcard_constraints:
+        name=instances(corrected=False),
     conda:
         "../../envs/diffcomp.yaml"
     threads: res("quantize").threads
@@ -20,12 +22,10 @@ rule quantize:
     params:
         method=lambda w: method_of(w.name).method,
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
-        correction=lambda w: method_of(w.name).correction,
         code=quant_code,
     shell:
         "$DIFFCOMP_PY -m diffcomp.cli quantize --model {input.model:q} --trajectories {input.traj:q}"
-        " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams}"
-        " --correction {params.correction} --out {output:q}"
+        " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
         " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
 
 
@@ -52,3 +52,32 @@ rule export:
     shell:
         "$DIFFCOMP_PY -m diffcomp.cli export --model {input.model:q} --quantized {input.quantized:q}"
         " --out {output.model:q} --sizes {output.sizes:q} 2> {log:q}"
+
+
+# An instance with a base: the base instance's quantized model with post-quantization
+# corrections (bias correction, eps correction) fitted on the calibration trajectories.
+rule correct:
+    input:
+        model=fp_model_dir(),
+        quantized=lambda w: quant_state_path(f"{method_of(w.name).base}-w{w.w}a{w.a}"),
+        traj="results/calib/trajectories.safetensors",
+    output:
+        quant_state_path("{name}-w{w}a{a}"),
+    log:
+        "logs/correct/{name}-w{w}a{a}.log",
+    benchmark:
+        "results/benchmarks/correct/{name}-w{w}a{a}.tsv"
+    wildcard_constraints:
+        name=instances(corrected=True),
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: res("quantize").threads
+    resources:
+        **job_resources("quantize"),
+    params:
+        fixes=lambda w: correction_args(method_of(w.name)),
+        code=code("correct"),
+    shell:
+        "$DIFFCOMP_PY -m diffcomp.cli correct --model {input.model:q} --quantized {input.quantized:q}"
+        " --trajectories {input.traj:q} {params.fixes} --out {output:q}"
+        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"

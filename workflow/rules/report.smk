@@ -3,7 +3,10 @@
 
 rule table1:
     input:
-        expand("results/metrics/{variant}.json", variant=CFG.variants()),
+        metrics=expand("results/metrics/{variant}.json", variant=CFG.variants()),
+        diagnostics=expand(
+            "results/metrics/diagnostics/{variant}.json", variant=CFG.variants()[1:]
+        ),
     output:
         csv="results/table1.csv",
         md="results/table1.md",
@@ -17,6 +20,15 @@ rule table1:
         figure=report(
             "results/figures/fid_vs_bits.png",
             caption="../report/fid_vs_bits.rst",
+            category=REPORT_CATEGORY["table1"],
+            subcategory="Figures",
+        ),
+        diag_csv="results/table1_diagnostics.csv",
+        diag_md="results/table1_diagnostics.md",
+        diag_tex="results/table1_diagnostics.tex",
+        diag_figure=report(
+            "results/figures/eps_vs_timestep.png",
+            caption="../report/eps_vs_timestep.rst",
             category=REPORT_CATEGORY["table1"],
             subcategory="Figures",
         ),
@@ -36,8 +48,10 @@ rule table1:
         bits=shlex.quote(json.dumps(table1_bits())),
         code=code("table1"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input:q} --methods {params.methods} --bits {params.bits}"
-        " --out-stem results/table1 --html {output.html:q} --figure {output.figure:q} 2> {log:q}"
+        "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input.metrics:q} --methods {params.methods} --bits {params.bits}"
+        " --out-stem results/table1 --html {output.html:q} --figure {output.figure:q}"
+        " --diagnostics {input.diagnostics:q} --diagnostics-stem results/table1_diagnostics"
+        " --diagnostics-figure {output.diag_figure:q} 2> {log:q}"
 
 
 rule table3:

@@ -20,8 +20,6 @@ def add_arguments(p) -> None:
     p.add_argument("--method", required=True, help="a registered quantization method")
     p.add_argument("--bits", required=True, help="e.g. w4a8")
     p.add_argument("--params", default=None, help="the method's parameters as JSON")
-    p.add_argument("--correction", default="none", choices=["none", "channel", "pixel"],
-                   help="fit a timestep-aware correction of the noise prediction on the trajectories")
     p.add_argument("--out", required=True, help="quantized model (.safetensors)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
@@ -44,11 +42,7 @@ def run(args) -> None:
     traj = Trajectories.load(args.trajectories)
     t0 = time.time()
     model, spec = entry.recipe(pipe.unet, traj, bits, params, device=device)
-    if args.correction != "none":
-        from ..quant.correction import with_correction
-
-        model, spec = with_correction(model, pipe.unet, spec, traj, per_pixel=args.correction == "pixel")
     seconds = time.time() - t0
-    save_quantized(model.cpu(), spec, args.out, meta={"method": args.method, "bits": bits.label, "correction": args.correction,
+    save_quantized(model.cpu(), spec, args.out, meta={"method": args.method, "bits": bits.label,
                                                       "params": to_plain(params), "seconds": seconds, "device": device})
     log.info("%s %s quantized in %.1f s", args.method, bits.label, seconds)

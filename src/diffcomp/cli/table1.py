@@ -21,6 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out-stem", required=True, help="writes STEM.csv, STEM.md, STEM.tex")
     p.add_argument("--figure", default=None)
     p.add_argument("--html", default=None, help="the table as an HTML page (for the report)")
+    p.add_argument("--diagnostics", nargs="*", default=[], help="diagnose's JSON files of the quantized variants")
+    p.add_argument("--diagnostics-stem", default=None, help="writes STEM.csv, STEM.md of the diagnostics")
+    p.add_argument("--diagnostics-figure", default=None, help="error, gain and bias vs timestep")
 
 
 def run(args) -> None:
@@ -30,6 +33,21 @@ def run(args) -> None:
     bits = json.loads(args.bits)
     df = table1(records, methods, bits)
     title, caption = "Table 1: post-training quantization", protocol_caption(records)
+    if args.diagnostics:
+        from ..report.diagnostics import diagnostics_table, eps_vs_timestep_figure, load_diagnostics
+        from ..variant import Variant
+
+        diags = load_diagnostics(args.diagnostics)
+        names = dict(methods)
+        labels = {v: f"{names.get(Variant.parse(v).name, v)} {Variant.parse(v).bits.label}" for v in diags}
+        if args.diagnostics_figure:
+            eps_vs_timestep_figure(diags, labels, args.diagnostics_figure)
+        if args.diagnostics_stem:
+            write_table(diagnostics_table(diags, labels), args.diagnostics_stem, "Table 1 diagnostics",
+                        "Samples vs the FP model's on the same seeds (pixel values in [-1, 1]); the noise prediction vs "
+                        "the FP model's on held-out FP trajectories, over the steps with t >= 100.")
+        caption += (" Per-timestep error, gain and bias of every quantized variant's noise prediction: "
+                    "figures/eps_vs_timestep.png and table1_diagnostics.md.")
     write_table(df, args.out_stem, title, caption)
     if args.html:
         write_table_html(df, args.html, title, caption)

@@ -164,7 +164,8 @@ def test_qdiffusion_recipe_runs_end_to_end_and_round_trips(tiny_unet, tmp_path):
     traj = Trajectories(xs=torch.randn(4, 8, 1, 32, 32), ts=torch.tensor([750, 500, 250, 0]))
     params = QDiffusionParams(calibration=Calibration("uniform", UniformParams(2, 8)), iters_w=5, iters_a=5,
                               batch_size=8, a_init_samples=8)
-    model, spec = recipe(tiny_unet, traj, BitSetting(4, 8), params)
+    model, spec, info = recipe(tiny_unet, traj, BitSetting(4, 8), params)
+    assert info == {}
     assert any("split" in c for _, c in spec.overrides)
     x, t = torch.randn(2, 1, 32, 32), torch.tensor([3, 900])
     with torch.no_grad():
@@ -261,3 +262,22 @@ def test_per_timestep_steps_are_reconstructed_with_each_samples_timestep(tiny_un
     after = _lsq(model, batches, run, tiny_unet, UNIT, iters=10)
     assert len(before) == 2 * 3  # two timesteps for each of the unit's three input quantizers
     assert all(not torch.equal(a, b) for a, b in zip(before, after))  # every timestep's step size learned
+
+
+def test_split_criterion_keeps_a_split_only_where_both_errors_drop(tiny_unet):
+    from diffcomp.calib.selectors import Calibration
+    from diffcomp.calib.selectors.uniform import UniformParams
+    from diffcomp.methods.qdiffusion import QDiffusionParams, recipe
+
+    torch.manual_seed(3)
+    traj = Trajectories(xs=torch.randn(4, 8, 1, 32, 32), ts=torch.tensor([750, 500, 250, 0]))
+    params = QDiffusionParams(calibration=Calibration("uniform", UniformParams(2, 8)), iters_w=1, iters_a=1,
+                              batch_size=8, a_init_samples=8, split_check=True)
+    model, spec, info = recipe(tiny_unet, traj, BitSetting(3, 6), params)
+    numbers = info["split_criterion"]
+    assert set(numbers) == set(concat_splits(tiny_unet))
+    kept = {p.strip("^$").replace("\\", "") for p, c in spec.overrides if "split" in c}
+    for name, n in numbers.items():
+        both = n["split"]["layer"] < n["no_split"]["layer"] and n["split"]["eps"] < n["no_split"]["eps"]
+        assert n["kept"] == both and (name in kept) == both
+        assert (model.get_submodule(name).split > 0) == both

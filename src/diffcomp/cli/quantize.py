@@ -41,8 +41,9 @@ def run(args) -> None:
     pipe = load_pipeline(args.model, device=device)
     traj = Trajectories.load(args.trajectories)
     t0 = time.time()
-    model, spec = entry.recipe(pipe.unet, traj, bits, params, device=device)
+    model, spec, *info = entry.recipe(pipe.unet, traj, bits, params, device=device)
     seconds = time.time() - t0
     save_quantized(model.cpu(), spec, args.out, meta={"method": args.method, "bits": bits.label,
-                                                      "params": to_plain(params), "seconds": seconds, "device": device})
+                                                      "params": to_plain(params), "seconds": seconds, "device": device,
+                                                      "recipe": info[0] if info else {}})
     log.info("%s %s quantized in %.1f s", args.method, bits.label, seconds)

@@ -5,7 +5,8 @@ its recipe, its table label and the settings the shared contract test runs it wi
 registers them with ``@quant_method``. ``METHODS`` discovers the modules of this package on first
 use; importing this package (or a method module) does not import torch, so the Snakefile
 validates method names and parameters before any job runs. A recipe is
-``recipe(unet, trajectories, bits, params, device) -> (quantized unet, QuantSpec)``; the method's
+``recipe(unet, trajectories, bits, params, device) -> (quantized unet, QuantSpec[, info])`` (``info``:
+what the recipe measured, recorded in the model's provenance); the method's
 code hash (its rerun trigger) covers its own module and the core it imports.
 """
 

@@ -23,7 +23,10 @@ class QDiffusionParams:
     * calibration: 20 x 256 inputs uniformly over the sampler's steps (``--cali_st 20
       --cali_n 256``), drawn with ``seed``;
     * ``split``: split shortcut quantization of the layers that receive ``cat([h, skip])``
-      (``--split``); the ablation is ``split: false``;
+      (``--split``); the ablation is ``split: false``. ``split_check`` (ours, off in the paper's
+      recipe): keep a layer's split only where it lowers both that layer's output error and the
+      network's noise-prediction error, each measured with only that layer quantized (range
+      init, the calibration inputs); the numbers go into the model's provenance;
     * weights: per-channel asymmetric, ``w_init`` 'max' for CIFAR-10 ('mse' for LDM/SD); then
       ``iters_w`` 20k AdaRound iterations per block at ``batch_size`` 32, regulariser weight
       ``round_weight`` 0.01, beta ``b_start`` 20 -> ``b_end`` 2 after a ``warmup`` of 20%, Adam
@@ -45,6 +48,7 @@ class QDiffusionParams:
 
     calibration: Calibration = Calibration("uniform", UniformParams(steps=20, per_step=256))
     split: bool = True
+    split_check: bool = False
     w_init: str = "max"
     a_init: str = "max"
     a_sym: bool = True
@@ -87,6 +91,55 @@ def spec_for(unet, bits, p: QDiffusionParams):
     return with_split_shortcut(spec, unet) if p.split else spec
 
 
+def split_criterion(fp, bits, p: QDiffusionParams, batches, device) -> tuple[dict[str, int], dict[str, dict]]:
+    """``({layer: split} kept, {layer: measured errors})``: each candidate layer quantized alone
+    (weights and input, range initialisation), split or not; its output error relative to the FP
+    layer's and the network's eps error relative to the FP eps, over ``batches``."""
+    import dataclasses
+
+    import torch
+
+    from ..quant.calibrate import init_activations, init_weights
+    from ..quant.module import set_quant_state
+    from ..quant.wrap import concat_splits, quantize_model
+
+    splits = concat_splits(fp)
+    plain = dataclasses.replace(p, split=False)
+    models = {}
+    for with_split in (True, False):
+        m = quantize_model(fp, spec_for(fp, bits, dataclasses.replace(plain, split=with_split))).to(device)
+        init_weights(m, _INIT[p.w_init])
+        init_activations(m, batches, lambda mm, b: mm(*b).sample, _INIT[p.a_init])
+        models[with_split] = m
+
+    def errors(model, name):
+        set_quant_state(model, False, False)
+        model.get_submodule(name).set_quant_state(True, True)
+        num = {"layer": 0.0, "eps": 0.0}
+        den = {"layer": 0.0, "eps": 0.0}
+        for x, t in batches:
+            got, ref = {}, {}
+            hq = model.get_submodule(name).register_forward_hook(lambda m, a, o: got.__setitem__("y", o))
+            hf = fp.get_submodule(name).register_forward_hook(lambda m, a, o: ref.__setitem__("y", o))
+            with torch.no_grad():
+                eq, ef = model(x, t).sample, fp(x, t).sample
+            hq.remove()
+            hf.remove()
+            for k, (a, b) in {"layer": (got["y"], ref["y"]), "eps": (eq, ef)}.items():
+                num[k] += float((a - b).pow(2).sum())
+                den[k] += float(b.pow(2).sum())
+        return {k: (num[k] / den[k]) ** 0.5 for k in num}
+
+    kept, numbers = {}, {}
+    for name, c in splits.items():
+        e_split, e_plain = errors(models[True], name), errors(models[False], name)
+        keep = e_split["layer"] < e_plain["layer"] and e_split["eps"] < e_plain["eps"]
+        numbers[name] = {"split": e_split, "no_split": e_plain, "kept": keep}
+        if keep:
+            kept[name] = c
+    return kept, numbers
+
+
 def phases(p: QDiffusionParams):
     """The two passes of the reconstruction engine: AdaRound of the weights, then LSQ steps."""
     from ..quant.recon import Phase, ReconLoss, RoundingReg
@@ -116,11 +169,21 @@ def recipe(unet, traj, bits, params: QDiffusionParams, device: str = "cpu"):
         return m(*b).sample
 
     fp = unet.to(device).eval()
-    spec = spec_for(fp, bits, params)
-    model = quantize_model(fp, spec).to(device)
     xs, ts = params.calibration.select(traj, seed=params.seed)
     bs = params.batch_size
     batches = [(xs[i : i + bs].to(device), ts[i : i + bs].to(device)) for i in range(0, len(xs), bs)]
+    info = {}
+    if params.split and params.split_check:
+        import dataclasses
+        import re
+
+        kept, info["split_criterion"] = split_criterion(fp, bits, params, batches, device)
+        spec = spec_for(fp, bits, dataclasses.replace(params, split=False)).with_overrides(
+            *((f"^{re.escape(n)}$", {"split": c}) for n, c in kept.items()))
+        log.info("split kept for %d of %d layers: %s", len(kept), len(info["split_criterion"]), sorted(kept))
+    else:
+        spec = spec_for(fp, bits, params)
+    model = quantize_model(fp, spec).to(device)
     units = execution_order(model, find_units(model), lambda m: run(m, batches[0]))
     log.info("%d reconstruction units; split layers: %s", len(units),
              [p for p, c in spec.overrides if "split" in c][:3])
@@ -143,4 +206,4 @@ def recipe(unet, traj, bits, params: QDiffusionParams, device: str = "cpu"):
     init_activations(model, batches if params.running_stat else init_batches, run, mode,
                      sequential=params.a_init_quantized and not params.running_stat)
     reconstruct(model, fp, batches, run, acts, device, units)
-    return model.eval(), spec
+    return model.eval(), spec, info

@@ -13,7 +13,7 @@ min_version("9.0")
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
-from diffcomp.config import ConfigError, parse_config
+from diffcomp.config import ConfigError, parse_config, read_yaml
 from diffcomp.hashing import module_hash
 from diffcomp.variant import Variant, quant_state_path, student_dir
 
@@ -25,6 +25,10 @@ if not workflow.overwrite_configfiles:
 
 
 try:
+    # Snakemake has read the config file(s) already, keeping the last of repeated keys: read
+    # them again strictly, so a repeated key is an error naming the file and line.
+    for _file in workflow.overwrite_configfiles or [Path(workflow.basedir) / "config/default.yaml"]:
+        read_yaml(_file)
     CFG = parse_config(config, base_dir=workflow.basedir)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}")
@@ -55,8 +59,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# The tables, and every variant's metrics and grid: a lost one is rebuilt by a plain rerun.
 rule all:
     default_target: True
     input:
         "results/table1.csv",
         "results/table3.csv" if CFG.distillation.methods else [],
+        per_variant_outputs(),

@@ -261,3 +261,130 @@ def test_per_timestep_steps_are_reconstructed_with_each_samples_timestep(tiny_un
     after = _lsq(model, batches, run, tiny_unet, UNIT, iters=10)
     assert len(before) == 2 * 3  # two timesteps for each of the unit's three input quantizers
     assert all(not torch.equal(a, b) for a, b in zip(before, after))  # every timestep's step size learned
+
+
+# ----------------------------------------------------------------------------- wiring (issue 18)
+
+
+def _unit_inputs_during_optimisation(tiny_unet, inputs):
+    """The unit inputs the engine trains on (recorded while gradients are on, i.e. not while it
+    captures), and the unit's inputs in the quantized and in the FP model."""
+    model, batches, run = _setup(tiny_unet, spec(2, 8))
+    init_weights(model)
+    set_quant_state(model, True, False)  # 2-bit weights upstream: the two models feed the unit differently
+    unit = "down_blocks.1.resnets.0"
+    (q_args, _), _, _ = capture(model, unit, batches, run, True, False)
+    (fp_args, _), _, _ = capture(tiny_unet, unit, batches, run, True, False)
+    seen = []
+    hook = model.get_submodule(unit).register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].detach().clone()) if torch.is_grad_enabled() else None)
+    try:
+        reconstruct(model, tiny_unet, batches, run, weight_phase(3, 4, 1e-3, 0.01, inputs=inputs), "cpu", [unit])
+    finally:
+        hook.remove()
+    return torch.cat(seen), q_args[0], fp_args[0]
+
+
+@pytest.mark.parametrize("inputs", ["quantized", "fp"])
+def test_the_engine_trains_a_unit_on_the_inputs_its_phase_names(tiny_unet, inputs):
+    seen, q_in, fp_in = _unit_inputs_during_optimisation(tiny_unet, inputs)
+    assert seen.shape[0] == 3 * 4 and not torch.allclose(q_in, fp_in, atol=1e-3)
+    expected, other = (q_in, fp_in) if inputs == "quantized" else (fp_in, q_in)
+    for row in seen:
+        assert any(torch.equal(row, e) for e in expected)
+        assert not any(torch.equal(row, o) for o in other)
+
+
+def test_qdiffusion_phases_are_the_papers():
+    """AdaRound on inputs from the quantized model with the regulariser; then LSQ of the step sizes
+    on FP inputs with cosine decay and no regulariser (``asym_w``/``asym_a`` flip the inputs)."""
+    from diffcomp.methods.qdiffusion import QDiffusionParams, phases
+
+    p = QDiffusionParams()
+    w, a = phases(p)
+    assert (w.learn, w.inputs, w.iters, w.batch_size, dict(w.lr), w.cosine) == (("rounding",), "quantized", 20000, 32, {"rounding": 1e-3}, ())
+    assert w.rounding_reg == RoundingReg(0.01, 20.0, 2.0, 0.2) and w.loss == ReconLoss(2.0)
+    assert (a.learn, a.inputs, a.iters, dict(a.lr), a.cosine, a.rounding_reg) == (("act_steps",), "fp", 5000, {"act_steps": 4e-4}, ("act_steps",), None)
+    assert a.loss == ReconLoss(2.4)
+    w, a = phases(QDiffusionParams(asym_w=False, asym_a=True))
+    assert (w.inputs, a.inputs) == ("fp", "quantized")
+
+
+class _AlphaRecorder:
+    """A reconstruction loss of zero (no gradient of its own) that records every rounding variable
+    of the unit before each iteration's step, so only the regulariser can move them."""
+
+    needs_layers = False
+
+    def __init__(self, unit):
+        self.unit, self.alphas = unit, []
+
+    def __call__(self, out, target, *rest):
+        self.alphas.append(torch.cat([q.alpha.detach().flatten().clone() for _, m in quant_modules(self.unit)
+                                      for q, _ in m.weight_parts()]))
+        return (out * 0).sum()
+
+
+def test_the_rounding_regulariser_is_off_during_warm_up_and_on_after_it(tiny_unet):
+    model, batches, run = _setup(tiny_unet, spec(4, 8))
+    init_weights(model)
+    set_quant_state(model, True, False)
+    recorder = _AlphaRecorder(model.get_submodule(UNIT))
+    phase = Phase(learn=("rounding",), iters=6, batch_size=4, lr=(("rounding", 0.1),), loss=recorder,
+                  rounding_reg=RoundingReg(1.0, 20.0, 2.0, warmup=0.5))
+    reconstruct(model, tiny_unet, batches, run, phase, "cpu", [UNIT])
+    a = recorder.alphas  # a[k]: before the step of iteration k; the regulariser is on from iteration 3
+    assert len(a) == 6
+    assert all(torch.equal(a[k], a[0]) for k in (1, 2, 3))  # warm-up: nothing moves them
+    assert not torch.equal(a[4], a[3]) and not torch.equal(a[5], a[4])  # after it: the regulariser does
+
+
+def test_qdiffusion_learns_every_activation_step_size(tiny_unet):
+    """Q-Diffusion's activation phase trains the LSQ step sizes: longer training moves them, the
+    weights (baked by the first phase) stay the same."""
+    from diffcomp.calib.selectors import Calibration
+    from diffcomp.calib.selectors.uniform import UniformParams
+    from diffcomp.methods.qdiffusion import QDiffusionParams, recipe
+
+    traj = Trajectories(xs=torch.randn(4, 8, 1, 32, 32, generator=torch.Generator().manual_seed(0)),
+                        ts=torch.tensor([750, 500, 250, 0]))
+    runs = {}
+    for iters_a in (1, 4):
+        params = QDiffusionParams(calibration=Calibration("uniform", UniformParams(2, 8)), iters_w=2, iters_a=iters_a,
+                                  batch_size=8, a_init_samples=8)
+        model, _ = recipe(tiny_unet, traj, BitSetting(4, 8), params)
+        runs[iters_a] = model
+    steps = {k: [leaf.scale.detach().clone() for _, q in act_quantizers(m) for leaf in q.leaves()] for k, m in runs.items()}
+    assert steps[1] and all(isinstance(leaf.scale, nn.Parameter) for _, q in act_quantizers(runs[1]) for leaf in q.leaves())
+    changed = sum(not torch.equal(a, b) for a, b in zip(steps[1], steps[4]))
+    assert changed >= 0.9 * len(steps[1]), f"{changed} of {len(steps[1])} step sizes moved"
+    for (_, m1), (_, m4) in zip(quant_modules(runs[1]), quant_modules(runs[4])):
+        if hasattr(m1, "quantized_weight"):
+            assert torch.equal(m1.quantized_weight(), m4.quantized_weight())
+
+
+def test_split_points_of_the_tiny_unet_by_hand_and_from_its_data(tiny_unet):
+    """The tiny UNet (channels 8, 16, 16; 2 resnets per up block) concatenates [h, skip] with these
+    h widths (skips popped from the down path: 16, 16 | 16, 8 | 8, 8); and in a forward pass the
+    channels after each split point are exactly a skip tensor of the down path."""
+    splits = concat_splits(tiny_unet)
+    assert splits == {"up_blocks.0.resnets.0.conv_shortcut": 16, "up_blocks.0.resnets.1.conv_shortcut": 16,
+                      "up_blocks.1.resnets.0.conv_shortcut": 16, "up_blocks.1.resnets.1.conv_shortcut": 16,
+                      "up_blocks.2.resnets.0.conv_shortcut": 16, "up_blocks.2.resnets.1.conv_shortcut": 8}
+    skips, inputs, handles = [], {}, []
+    sources = [tiny_unet.conv_in] + [m for b in tiny_unet.down_blocks
+                                     for m in [*b.resnets, *(getattr(b, "attentions", None) or []), *(b.downsamplers or [])]]
+    handles += [m.register_forward_hook(lambda m, a, o: skips.append((o[0] if isinstance(o, tuple) else o).detach()))
+                for m in sources]
+    for name in splits:
+        block = tiny_unet.get_submodule(name.rsplit(".", 1)[0])
+        handles.append(block.register_forward_pre_hook(lambda m, a, name=name: inputs.__setitem__(name, a[0].detach())))
+    try:
+        with torch.no_grad():
+            tiny_unet(torch.randn(1, 1, 32, 32), torch.tensor([10]))
+    finally:
+        for h in handles:
+            h.remove()
+    for name, c in splits.items():
+        skip = inputs[name][:, c:]
+        assert any(s.shape == skip.shape and torch.equal(s, skip) for s in skips), name

@@ -1,6 +1,6 @@
 rule trajectories:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
     output:
         "results/calib/trajectories.safetensors",
     log:
@@ -15,9 +15,10 @@ rule trajectories:
         runtime=lambda wc, attempt: res("trajectories").runtime * attempt,
         gpu=res("trajectories").gpu,
     params:
+        model=fp_model_dir(),
         sampler=shq_json(CFG.sampler),
         cfg=shq_json(CFG.calibration),
         code=code("trajectories"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli trajectories --model {input.model:q} --sampler {params.sampler} --cfg {params.cfg}"
-        " --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli trajectories --model {params.model:q} --sampler {params.sampler} --cfg {params.cfg}'
+        ' --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

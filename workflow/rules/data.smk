@@ -14,7 +14,8 @@ rule dataset:
         mem_mb=res("dataset").mem_mb,
         runtime=lambda wc, attempt: res("dataset").runtime * attempt,
     params:
+        out="results/data",
         cfg=shq_json(CFG.dataset),
         code=code("prepare_data"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli prepare-data --cfg {params.cfg} --out-dir results/data 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli prepare-data --cfg {params.cfg} --out-dir {params.out:q} 2> {log:q}'

@@ -4,7 +4,7 @@
 
 rule quantize:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
         traj="results/calib/trajectories.safetensors",
     output:
         quant_state_path("{name}-w{w}a{a}"),
@@ -20,10 +20,11 @@ rule quantize:
         runtime=lambda wc, attempt: res("quantize").runtime * attempt,
         gpu=res("quantize").gpu,
     params:
+        model=fp_model_dir(),
         method=lambda w: method_of(w.name).method,
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
         code=quant_code,
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli quantize --model {input.model:q} --trajectories {input.traj:q}"
-        " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli quantize --model {params.model:q} --trajectories {input.traj:q}'
+        " --method {params.method:q} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
+        ' --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

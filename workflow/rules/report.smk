@@ -23,14 +23,14 @@ rule table1:
         bits=shlex.quote(json.dumps(table1_bits())),
         code=code("table1"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input:q} --methods {params.methods} --bits {params.bits}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli table1 --metrics {input:q} --methods {params.methods} --bits {params.bits}'
         " --out-stem results/table1 --figure {output.figure:q} 2> {log:q}"
 
 
 rule table3:
     input:
         metrics=expand("results/metrics/{variant}.json", variant=CFG.distill_variants()),
-        students=list(students().values()),
+        students=[f"{d}/provenance.json" for d in students().values()],
     output:
         csv="results/table3.csv",
         md="results/table3.md",
@@ -54,5 +54,5 @@ rule table3:
         students=shlex.quote(json.dumps(students())),
         code=code("table3"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli table3 --metrics {input.metrics:q} --students {params.students}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli table3 --metrics {input.metrics:q} --students {params.students}'
         " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --figure {output.figure:q} 2> {log:q}"

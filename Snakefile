@@ -27,7 +27,9 @@ if not workflow.overwrite_configfiles:
 try:
     # Snakemake has read the config file(s) already, keeping the last of repeated keys: read
     # them again strictly, so a repeated key is an error naming the file and line.
-    for _file in workflow.overwrite_configfiles or [Path(workflow.basedir) / "config/default.yaml"]:
+    for _file in workflow.overwrite_configfiles or [
+        Path(workflow.basedir) / "config/default.yaml"
+    ]:
         read_yaml(_file)
     CFG = parse_config(config, base_dir=workflow.basedir)
 except ConfigError as err:

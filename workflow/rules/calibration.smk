@@ -15,7 +15,7 @@ rule trajectories:
         runtime=lambda wc, attempt: res("trajectories").runtime * attempt,
         gpu=res("trajectories").gpu,
     params:
-        model=fp_model_dir(),
+        model=lambda w, input: folder_of(input.model),
         sampler=shq_json(CFG.sampler),
         cfg=shq_json(CFG.calibration),
         code=code("trajectories"),

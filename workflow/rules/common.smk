@@ -2,6 +2,7 @@
 # Plug-ins (quantization and distillation methods) are looked up in their registries; no rule
 # names a method, so a new method needs no change here.
 import dataclasses
+import os
 import shlex
 
 from diffcomp.distill.methods import DISTILLERS
@@ -49,6 +50,13 @@ def feature_net_dir():
 
 def feature_net_files():
     return classifier_files(feature_net_dir())
+
+
+def folder_of(files):
+    """The model folder of a list of model files (the folder holding provenance.json)."""
+    return os.path.dirname(
+        next(f for f in files if os.path.basename(f) == "provenance.json")
+    )
 
 
 def model_outputs(folder):
@@ -99,7 +107,9 @@ def distill_uses_features(w):
 
 
 def distill_features_input(w):
-    return classifier_files(distill_feature_net()[1]) if distill_uses_features(w) else []
+    return (
+        classifier_files(distill_feature_net()[1]) if distill_uses_features(w) else []
+    )
 
 
 def distill_features_args(w):
@@ -178,8 +188,14 @@ def table3_steps():
 def per_variant_outputs():
     """Every variant's metrics JSON and sample grid: targets of the default rule, so a lost one
     is rebuilt (the tables alone would not notice)."""
-    variants = CFG.variants() + (CFG.distill_variants() if CFG.distillation.methods else [])
-    return [f"results/{d}/{v}.{ext}" for v in variants for d, ext in (("metrics", "json"), ("grids", "png"))]
+    variants = CFG.variants() + (
+        CFG.distill_variants() if CFG.distillation.methods else []
+    )
+    return [
+        f"results/{d}/{v}.{ext}"
+        for v in variants
+        for d, ext in (("metrics", "json"), ("grids", "png"))
+    ]
 
 
 def students():

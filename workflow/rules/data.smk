@@ -14,7 +14,7 @@ rule dataset:
         mem_mb=res("dataset").mem_mb,
         runtime=lambda wc, attempt: res("dataset").runtime * attempt,
     params:
-        out="results/data",
+        out=lambda w, output: os.path.dirname(output.train),
         cfg=shq_json(CFG.dataset),
         code=code("prepare_data"),
     shell:

@@ -22,8 +22,8 @@ rule distill:
         runtime=lambda wc, attempt: res("distill").runtime * attempt,
         gpu=res("distill").gpu,
     params:
-        teacher=distill_teacher,
-        out=lambda w: student_dir(w.name, w.n),
+        teacher=lambda w, input: folder_of(input.teacher),
+        out=lambda w, output: folder_of(output),
         state=lambda w: f"results/state/distill/{w.name}/steps{w.n}",
         method=lambda w: distill_of(w.name).method,
         hparams=lambda w: shlex.quote(distill_of(w.name).params_json()),

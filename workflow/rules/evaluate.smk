@@ -15,7 +15,7 @@ rule reference_stats:
         mem_mb=res("reference").mem_mb,
         runtime=lambda wc, attempt: res("reference").runtime * attempt,
     params:
-        net=feature_net_dir(),
+        net=lambda w, input: folder_of(input.net),
         extractor=CFG.feature_net.name,
         code=code("reference_stats"),
     shell:
@@ -41,7 +41,7 @@ rule evaluate:
         mem_mb=res("evaluate").mem_mb,
         runtime=lambda wc, attempt: res("evaluate").runtime * attempt,
     params:
-        net=feature_net_dir(),
+        net=lambda w, input: folder_of(input.net),
         extractor=CFG.feature_net.name,
         protocol=lambda w: shlex.quote(protocol(w)),
         code=code("evaluate"),

@@ -20,7 +20,7 @@ rule train:
         runtime=lambda wc, attempt: res("train").runtime * attempt,
         gpu=res("train").gpu,
     params:
-        out="results/models/fp-trained",
+        out=lambda w, output: folder_of(output),
         state="results/state/train",
         arch=shq_json(CFG.model.arch),
         cfg=shq_json(CFG.model.train),
@@ -45,7 +45,7 @@ rule download:
         runtime=lambda wc, attempt: res("download").runtime * attempt,
     params:
         hub_id=lambda w: f"{w.owner}/{w.repo}",
-        out=lambda w: f"resources/hub/{w.owner}/{w.repo}",
+        out=lambda w, output: folder_of(output),
         revision=lambda w: (
             f"--revision {shlex.quote(CFG.model.revision)}"
             if CFG.model.revision
@@ -73,8 +73,8 @@ rule train_classifier:
         runtime=lambda wc, attempt: res("train_classifier").runtime * attempt,
         gpu=res("train_classifier").gpu,
     params:
-        data="results/data",
-        out="results/models/feature-net",
+        data=lambda w, input: os.path.dirname(input.train),
+        out=lambda w, output: folder_of(output),
         cfg=shq_json(CFG.feature_net.train),
         code=code("train_classifier"),
     shell:

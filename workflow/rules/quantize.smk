@@ -20,7 +20,7 @@ rule quantize:
         runtime=lambda wc, attempt: res("quantize").runtime * attempt,
         gpu=res("quantize").gpu,
     params:
-        model=fp_model_dir(),
+        model=lambda w, input: folder_of(input.model),
         method=lambda w: method_of(w.name).method,
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
         code=quant_code,

@@ -20,7 +20,7 @@ rule sample_shard:
         runtime=lambda wc, attempt: res("sample").runtime * attempt,
         gpu=res("sample").gpu,
     params:
-        model=variant_model,
+        model=lambda w, input: folder_of(input.model),
         state=lambda w: f"results/state/samples/{w.variant}/shard-{w.i}",
         sampler=lambda w: shq_json(variant_sampler(w.variant)),
         start=lambda w: shard_range(int(w.i))[0],

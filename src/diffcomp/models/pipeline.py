@@ -90,10 +90,16 @@ def download_pipeline(repo_id: str, path: str | Path, revision: str | None = Non
     with tempfile.TemporaryDirectory(prefix=".snapshot-", dir=Path(path).parent) as tmp:
         snap = Path(snapshot_download(repo_id=repo_id, revision=revision, local_dir=tmp,
                                       allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.md"]))
-        pipe = load_pipeline(snap, verify=False)  # fails here, not three rules later, if it is no UNet pipeline
-        downloaded = {str(f.relative_to(snap)): sha256_file(f) for f in sorted(snap.rglob("*"))
-                      if f.is_file() and ".cache" not in f.parts}
-        save_pipeline(pipe.unet, pipe.scheduler, path, provenance={
-            "what": f"hub model {repo_id} converted to safetensors by `diffcomp download`",
-            "hub_id": repo_id, "revision": revision, "downloaded_sha256": downloaded})
+        convert_snapshot(snap, path, {"what": f"hub model {repo_id} converted to safetensors by `diffcomp download`",
+                                      "hub_id": repo_id, "revision": revision})
     return Path(path)
+
+
+def convert_snapshot(snapshot: str | Path, path: str | Path, provenance: dict) -> None:
+    """A model folder without a checksum record (a fresh hub snapshot, either layout) written as a
+    folder of this workflow's layout, with the sha256 of every source file and of the new weights."""
+    snap = Path(snapshot)
+    pipe = load_pipeline(snap, verify=False)  # fails here, not three rules later, if it is no UNet pipeline
+    sources = {str(f.relative_to(snap)): sha256_file(f) for f in sorted(snap.rglob("*"))
+               if f.is_file() and ".cache" not in f.parts}
+    save_pipeline(pipe.unet, pipe.scheduler, path, provenance={**provenance, "source_sha256": sources})

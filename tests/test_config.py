@@ -258,3 +258,13 @@ def test_a_changed_shipped_model_fails_the_config_check(tmp_path):
     raw["model"]["path"] = "resources/models/fmnist-ddpm"
     with pytest.raises(ConfigError, match=f"config key 'feature_net.path': {tmp_path}/feature_net/provenance.json is missing"):
         parse_config(raw, base_dir=REPO)
+
+
+def test_docs_pass_config_files_with_an_equals_sign():
+    """``--configfile X target`` reads the target as a second config file: every command in the
+    docs and profiles writes ``--configfile=X``."""
+    import re
+
+    for f in [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "workflow/profiles").glob("*/config.yaml")]:
+        for line in f.read_text().splitlines():
+            assert not re.search(r"--configfiles?\s+[\w./<>-]+\.ya?ml", line), f"{f.name}: {line}"

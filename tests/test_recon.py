@@ -340,27 +340,22 @@ def test_the_rounding_regulariser_is_off_during_warm_up_and_on_after_it(tiny_une
 
 
 def test_qdiffusion_learns_every_activation_step_size(tiny_unet):
-    """Q-Diffusion's activation phase trains the LSQ step sizes: longer training moves them, the
-    weights (baked by the first phase) stay the same."""
-    from diffcomp.calib.selectors import Calibration
-    from diffcomp.calib.selectors.uniform import UniformParams
-    from diffcomp.methods.qdiffusion import QDiffusionParams, recipe
+    """Q-Diffusion's activation phase trains the LSQ step size of every activation quantizer of a
+    unit (inputs of the resnet's layers; q, k, v and softmax in attention): each one moves."""
+    from diffcomp.methods.qdiffusion import QDiffusionParams, phases, spec_for
 
-    traj = Trajectories(xs=torch.randn(4, 8, 1, 32, 32, generator=torch.Generator().manual_seed(0)),
-                        ts=torch.tensor([750, 500, 250, 0]))
-    runs = {}
-    for iters_a in (1, 4):
-        params = QDiffusionParams(calibration=Calibration("uniform", UniformParams(2, 8)), iters_w=2, iters_a=iters_a,
-                                  batch_size=8, a_init_samples=8)
-        model, _ = recipe(tiny_unet, traj, BitSetting(4, 8), params)
-        runs[iters_a] = model
-    steps = {k: [leaf.scale.detach().clone() for _, q in act_quantizers(m) for leaf in q.leaves()] for k, m in runs.items()}
-    assert steps[1] and all(isinstance(leaf.scale, nn.Parameter) for _, q in act_quantizers(runs[1]) for leaf in q.leaves())
-    changed = sum(not torch.equal(a, b) for a, b in zip(steps[1], steps[4]))
-    assert changed >= 0.9 * len(steps[1]), f"{changed} of {len(steps[1])} step sizes moved"
-    for (_, m1), (_, m4) in zip(quant_modules(runs[1]), quant_modules(runs[4])):
-        if hasattr(m1, "quantized_weight"):
-            assert torch.equal(m1.quantized_weight(), m4.quantized_weight())
+    p = QDiffusionParams(iters_a=3, batch_size=8, lr_a=1e-2)
+    model, batches, run = _setup(tiny_unet, spec_for(tiny_unet, BitSetting(4, 8), p))
+    init_weights(model)
+    set_quant_state(model, True, True)
+    init_activations(model, batches, run)
+    units = [UNIT, "down_blocks.1.attentions.0"]
+    leaves = [leaf for u in units for _, q in act_quantizers(model.get_submodule(u)) for leaf in q.leaves()]
+    assert len(leaves) >= 3 + 4 and all(isinstance(leaf.scale, nn.Parameter) for leaf in leaves)
+    before = [leaf.scale.detach().clone() for leaf in leaves]
+    reconstruct(model, tiny_unet, batches, run, phases(p)[1], "cpu", units)
+    moved = [not torch.equal(b, leaf.scale.detach()) for b, leaf in zip(before, leaves)]
+    assert all(moved), moved
 
 
 def test_split_points_of_the_tiny_unet_by_hand_and_from_its_data(tiny_unet):

@@ -17,6 +17,15 @@ from diffcomp.config import ConfigError, parse_config, read_yaml
 from diffcomp.hashing import module_hash
 from diffcomp.variant import Variant, quant_state_path, student_dir
 
+# Snakemake reads a --configfile itself (keeping the last of repeated keys, and reporting a
+# syntax error without its line); the default is read below. Read them strictly first, so a
+# repeated key or a syntax error is one message naming the file and line.
+try:
+    for _file in workflow.overwrite_configfiles or ["config/default.yaml"]:
+        read_yaml(Path(workflow.basedir) / _file)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}")
+
 # A config file is a complete setting: `--configfile X` replaces the embedded default instead
 # of being merged into it (Snakemake would otherwise deep-merge X into the default's methods).
 if not workflow.overwrite_configfiles:
@@ -25,12 +34,6 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    # Snakemake has read the config file(s) already, keeping the last of repeated keys: read
-    # them again strictly, so a repeated key is an error naming the file and line.
-    for _file in workflow.overwrite_configfiles or [
-        Path(workflow.basedir) / "config/default.yaml"
-    ]:
-        read_yaml(_file)
     CFG = parse_config(config, base_dir=workflow.basedir)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}")

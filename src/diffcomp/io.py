@@ -152,11 +152,15 @@ def load_torch(path: str | os.PathLike, map_location: Any = "cpu",
                remedy: str = "delete it to start this step afresh") -> Any:
     """Read a resume state written by ``save_torch`` with ``weights_only=True``: tensors, numbers,
     strings and containers only, so a planted pickle cannot run code (it is one ``FileError``)."""
+    import pickle
+
     import torch
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise missing(path) from None
-    except Exception as e:  # pickle, zip and torch's own errors alike
+    except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never
+        raise damaged(path, "it holds objects other than tensors, numbers and strings; not unpickled", remedy) from None
+    except Exception as e:  # zip and torch's own errors
         raise damaged(path, f"{type(e).__name__}: {e}", remedy) from None

@@ -1,7 +1,8 @@
 """Atomic writes (every output is written to a temporary sibling, then renamed into place) and
 checked reads: a reader of an intermediate file fails with one ``FileError`` line that names the
 file and the remedy ("results/samples/fp/shard-0.npz is damaged (...): delete it and rerun"),
-never with a traceback of the format library, and never unpickles."""
+never with a traceback of the format library, and never runs code from a file (no unpickling but
+torch's restricted ``weights_only`` loader for resume states)."""
 
 from __future__ import annotations
 

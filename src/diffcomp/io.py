@@ -161,7 +161,7 @@ def load_torch(path: str | os.PathLike, map_location: Any = "cpu",
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise missing(path) from None
-    except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never
+    except pickle.UnpicklingError:  # not torch's message: it suggests turning weights_only off
         raise damaged(path, "it holds objects other than tensors, numbers and strings; not unpickled", remedy) from None
     except Exception as e:  # zip and torch's own errors
         raise damaged(path, f"{type(e).__name__}: {e}", remedy) from None

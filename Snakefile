@@ -15,9 +15,18 @@ min_version("9.0")
 SRC = Path(workflow.current_basedir) / "src"
 sys.path.insert(0, str(SRC))
 
-from diffcomp.config import ConfigError, parse_config
+from diffcomp.config import ConfigError, parse_config, read_yaml
 from diffcomp.hashing import module_hash
 from diffcomp.variant import Variant, export_path, quant_state_path, student_dir
+
+# Snakemake reads a --configfile itself (keeping the last of repeated keys, and reporting a
+# syntax error without its line); the default is read below. Read them strictly first, so a
+# repeated key or a syntax error is one message naming the file and line.
+try:
+    for _file in workflow.overwrite_configfiles or ["config/default.yaml"]:
+        read_yaml(Path(workflow.basedir) / _file)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}")
 
 # A config file is a complete setting: `--configfile X` replaces the embedded default instead
 # of being merged into it (Snakemake would otherwise deep-merge X into the default's methods).
@@ -74,8 +83,11 @@ localrules:
     run_info,
 
 
+# The tables, the report's pages, and every variant's metrics and grid: a lost one is rebuilt by a
+# plain rerun.
 rule all:
     default_target: True
     input:
         expand("results/{table}.csv", table=tables()),
         report_targets(),
+        per_variant_outputs(),

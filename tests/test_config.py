@@ -160,3 +160,132 @@ def test_method_instances_keep_their_built_parameters():
     q = cfg.method("qdiffusion")
     assert q.built.calibration.params.per_step == 16 and q.built.iters_w == 80
     assert dict(q.params)["calibration"] == {"selector": "uniform", "steps": 10, "per_step": 16}
+
+
+# ----------------------------------------------------------------------------- semantic checks (issue 18)
+
+
+def _methods(r):
+    return r["quantization"]["methods"]
+
+
+BAD_VALUES = [
+    ("zero method batch size", lambda r: _methods(r)["linear"].update(batch_size=0),
+     "config key 'quantization.methods.linear.batch_size': 0 is less than the minimum of 1"),
+    ("zero calibration steps", lambda r: _methods(r)["linear"]["calibration"].update(steps=0),
+     "config key 'quantization.methods.linear.calibration.steps': 0 is less than the minimum of 1"),
+    ("negative iterations", lambda r: _methods(r)["qdiffusion"].update(iters_w=-5),
+     "config key 'quantization.methods.qdiffusion.iters_w': -5 is less than the minimum of 1"),
+    ("zero learning rate", lambda r: _methods(r)["qdiffusion"].update(lr_a=0.0),
+     "config key 'quantization.methods.qdiffusion.lr_a': 0.0 is less than or equal to the minimum of 0"),
+    ("warm-up above one", lambda r: _methods(r)["qdiffusion"].update(warmup=1.5),
+     "config key 'quantization.methods.qdiffusion.warmup': 1.5 is greater than the maximum of 1"),
+    ("negative distillation lr", lambda r: r["distillation"]["methods"]["pd"].update(lr=-1e-5),
+     "config key 'distillation.methods.pd.lr': -1e-05 is less than or equal to the minimum of 0"),
+    ("zero distillation iterations", lambda r: r["distillation"]["methods"]["rdd"].update(iters=0),
+     "config key 'distillation.methods.rdd.iters': 0 is less than the minimum of 1"),
+    ("zero distillation batch", lambda r: r["distillation"]["methods"]["pd"].update(batch_size=0),
+     "config key 'distillation.methods.pd.batch_size': 0 is less than the minimum of 1"),
+    ("zero temperature", lambda r: r["distillation"]["methods"]["rdd"].update(intra_temperature=0),
+     "config key 'distillation.methods.rdd.intra_temperature': 0.0 is less than or equal to the minimum of 0"),
+    ("more anchors than memory", lambda r: r["distillation"]["methods"]["rdd"].update(anchors=50, memory_size=40),
+     "config key 'distillation.methods.rdd': anchors (50) must not exceed memory_size (40)"),
+    ("nan eta", lambda r: r["sampler"].update(eta=float("nan")), "config key 'sampler.eta': nan is not a finite number"),
+    ("infinite lr", lambda r: r["distillation"]["methods"]["pd"].update(lr=float("inf")),
+     "config key 'distillation.methods.pd.lr': inf is not a finite number"),
+    ("nan method weight", lambda r: r["distillation"]["methods"]["rdd"].update(mse_weight=float("nan")),
+     "config key 'distillation.methods.rdd.mse_weight': nan is not a finite number"),
+    ("a trillion samples", lambda r: r["evaluation"].update(n_samples=10**12),
+     "config key 'evaluation.n_samples': 1000000000000 is greater than the maximum of 1000000"),
+    ("too many shards", lambda r: r["evaluation"].update(n_samples=1_000_000, shard_size=10),
+     "config key 'evaluation.shard_size': 1000000 samples in shards of 10 are 100000 sample jobs per variant, "
+     "more than 10000; raise shard_size"),
+    ("label with a newline", lambda r: _methods(r)["linear"].update(label="Linear\n| fake | row |"),
+     "config key 'quantization.methods.linear.label': 'Linear\\n| fake | row |' is not a one-line label"),
+    ("two methods, one label", lambda r: _methods(r)["qdiffusion_nosplit"].update(label="Q-Diffusion"),
+     "config key 'quantization.methods.qdiffusion_nosplit.label': 'Q-Diffusion' is already the label of "
+     "quantization.methods.qdiffusion"),
+    ("two instances with their method's label", lambda r: _methods(r)["qdiffusion_nosplit"].pop("label"),
+     "config key 'quantization.methods.qdiffusion_nosplit.label': 'Q-Diffusion' is already the label of"),
+    ("the FP row's label", lambda r: _methods(r)["linear"].update(label="FP (W32A32)"),
+     "'FP (W32A32)' is already the label of the FP row"),
+    ("two chains, one label", lambda r: r["distillation"]["methods"]["rdd"].update(label="PD"),
+     "config key 'distillation.methods.rdd.label': 'PD' is already the label of distillation.methods.pd"),
+    ("repeated distillation steps", lambda r: r["distillation"].update(steps=[4, 2, 2]),
+     "config key 'distillation.steps': repeated step count"),
+    ("repeated chain steps", lambda r: r["distillation"]["methods"]["rdd"].update(steps=[2, 1, 1]),
+     "config key 'distillation.methods.rdd.steps': repeated step count"),
+    ("repeated bit setting", lambda r: _methods(r)["linear"].update(bits=[{"w": 8, "a": 8}, {"w": 8, "a": 8}]),
+     "config key 'quantization.methods.linear.bits': repeated bit setting"),
+    ("sampler beyond the schedule", lambda r: r["sampler"].update(steps=1001), "config key 'sampler.steps': 1001 is more than"),
+    ("chain that is its own teacher", lambda r: r["distillation"]["methods"]["rdd"].update(teacher="rdd"),
+     "config key 'distillation.methods.rdd.teacher': a chain cannot be its own first teacher"),
+    ("shipped feature net without path", lambda r: r["feature_net"].update(path=None),
+     "config key 'feature_net.path': required when feature_net.source is 'shipped'"),
+]
+
+
+@pytest.mark.parametrize("what,mutate,message", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_semantic_checks_refuse_values_no_job_could_use(what, mutate, message):
+    with pytest.raises(ConfigError) as e:
+        parse_config(_bad(mutate), base_dir=REPO, check_paths=False)
+    assert message in str(e.value), str(e.value)
+    assert "\n" not in str(e.value).replace("\\n", "")
+
+
+YAML_FILES = [
+    ("duplicate key", "name: a\nsampler: {steps: 10}\nname: b\n", "c.yaml: line 3: duplicate key 'name' (first given on line 1)"),
+    ("nested duplicate key", "name: a\nsampler:\n  steps: 10\n  eta: 0.0\n  steps: 20\n",
+     "c.yaml: line 5: duplicate key 'steps' (first given on line 3)"),
+    ("syntax error", "name: a\nsampler: {steps: 10\nevaluation: {}\n", "c.yaml:3:11: not valid YAML:"),
+    ("tab indentation", "name: a\nsampler:\n\tsteps: 10\n", "c.yaml:3:1: not valid YAML:"),
+    ("empty file", "", "c.yaml: the config file is empty"),
+    ("only a comment", "# nothing\n", "c.yaml: the config file is empty"),
+    ("a list", "- name: a\n", "c.yaml: the config must be a mapping at the top level, not a list"),
+]
+
+
+@pytest.mark.parametrize("what,text,message", YAML_FILES, ids=[y[0] for y in YAML_FILES])
+def test_yaml_problems_name_the_file_and_line(tmp_path, what, text, message):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert f"{tmp_path}/{message}" in str(e.value), str(e.value)
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=f"{tmp_path}/nope.yaml: no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_a_changed_shipped_model_fails_the_config_check(tmp_path):
+    import shutil
+
+    raw = copy.deepcopy(DEFAULT)
+    for key_, src in (("model", "resources/models/fmnist-ddpm"), ("feature_net", "resources/models/fmnist-classifier")):
+        dst = tmp_path / key_
+        shutil.copytree(REPO / src, dst)
+        raw[key_]["path"] = str(dst)
+    parse_config(raw, base_dir=REPO)  # intact copies pass
+    weights = tmp_path / "model/unet/diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4096:-4080] = bytes(b ^ 0x55 for b in data[-4096:-4080])
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=f"config key 'model.path': {weights} does not match the sha256 recorded in "
+                                          f"{tmp_path}/model/provenance.json"):
+        parse_config(raw, base_dir=REPO)
+    (tmp_path / "feature_net/provenance.json").unlink()
+    raw["model"]["path"] = "resources/models/fmnist-ddpm"
+    with pytest.raises(ConfigError, match=f"config key 'feature_net.path': {tmp_path}/feature_net/provenance.json is missing"):
+        parse_config(raw, base_dir=REPO)
+
+
+def test_docs_pass_config_files_with_an_equals_sign():
+    """``--configfile X target`` reads the target as a second config file: every command in the
+    docs and profiles writes ``--configfile=X``."""
+    import re
+
+    for f in [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "workflow/profiles").glob("*/config.yaml")]:
+        for line in f.read_text().splitlines():
+            assert not re.search(r"--configfiles?\s+[\w./<>-]+\.ya?ml", line), f"{f.name}: {line}"

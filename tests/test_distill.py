@@ -201,3 +201,124 @@ def test_a_killed_stage_resumes_to_the_same_student(tiny_unet, tmp_path, method)
     assert stats["resumed_from"] == 2
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# ----------------------------------------------------------------------------- wiring (issue 18)
+
+
+class _RecordingEps(torch.nn.Module):
+    """An epsilon model eps = w z (w a parameter, so a student can train) that records its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.1))
+        self.calls = []
+
+    def forward(self, z, t):
+        from types import SimpleNamespace
+
+        self.calls.append((z.detach().clone(), t.detach().clone()))
+        return SimpleNamespace(sample=self.w * z)
+
+
+def test_a_stage_noises_its_data_as_a_t_x0_plus_s_t_eps():
+    """Every image is the same constant c, so the noise the stage drew is recoverable from the
+    teacher's first input z of each iteration: (z - a_t c) / s_t must be standard normal noise."""
+    from diffcomp.distill.stage import distill_stage
+
+    c = 191
+    images = np.full((16, 1, 32, 32), c, dtype=np.uint8)
+    teacher = _RecordingEps()
+    distill_stage(teacher, images, AC, 2, "pd", PDParams(iters=2, low_step_factor=1, batch_size=8, lr=1e-3))
+    firsts = teacher.calls[0::2]  # pd_target calls the teacher at t, then at t_mid
+    assert len(firsts) == 2
+    x0 = c / 127.5 - 1
+    for z, t in firsts:
+        assert set(t.tolist()) <= {499, 999}  # the 2-step student's start points on the trailing grid
+        a, s = coefficients(AC, t)
+        eps = ((z.double() - a * x0) / s).flatten(1)
+        assert (eps.mean(1).abs() < 0.15).all() and ((eps.std(1) - 1).abs() < 0.15).all(), (eps.mean(1), eps.std(1))
+
+
+def _pixel_relation_by_hand(map_s, map_t, tau):
+    """RDD's cross-sample pixel relation KL with explicit loops (float64)."""
+    def unit_pixels(m):
+        v = m.double().flatten(2).transpose(1, 2)  # (B, HW, C)
+        return v / v.norm(dim=2, keepdim=True)
+
+    ps, pt = unit_pixels(map_s), unit_pixels(map_t)
+    B, P, _ = ps.shape
+    total, rows = 0.0, 0
+    for b in range(B):
+        for d in range(B):
+            for i in range(P):
+                ls = torch.stack([ps[b, i] @ ps[d, j] for j in range(P)]) / tau
+                lt = torch.stack([pt[b, i] @ pt[d, j] for j in range(P)]) / tau
+                p_t = torch.softmax(lt, 0)
+                total += float((p_t * (torch.log_softmax(lt, 0) - torch.log_softmax(ls, 0))).sum())
+                rows += 1
+    return total / rows
+
+
+@pytest.mark.parametrize("tau", [0.3, 1.0, 2.5])
+def test_pixel_relation_kl_equals_the_hand_computed_value_at_its_temperature(tau):
+    s, t = _maps(11, (2, 3, 2, 2)), _maps(12, (2, 3, 2, 2))
+    assert float(pixel_relation_kl(s, t, tau)) == pytest.approx(_pixel_relation_by_hand(s, t, tau), rel=1e-4)
+    assert float(pixel_relation_kl(s, t, tau)) != pytest.approx(float(pixel_relation_kl(s, t, 2 * tau)), rel=1e-3)
+
+
+def _rdd_case(**kw):
+    from diffcomp.distill.methods.rdd.objective import RDDObjective
+
+    feats = _tiny_features()
+    params = RDDParams(memory_size=64, memory_update=8, anchors=16, mse_weight=1.0, **kw)
+    objective = RDDObjective(params, feats, feats.channels)
+    g = torch.Generator().manual_seed(3)
+    z, x_target = torch.randn(2, 1, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g) * 2 - 1
+    eps_s = torch.randn(2, 1, 32, 32, generator=g)
+    a, s = coefficients(AC, torch.tensor([300, 700]))
+    return objective, feats, (eps_s, z, x_target, a, s)
+
+
+def test_rdd_objective_passes_each_temperature_to_its_loss():
+    import copy
+
+    kw = dict(temperature=0.5, intra_temperature=0.3, contrast_temperature=0.2, kd_temperature=2.0)
+    objective, feats, args = _rdd_case(**kw)
+    memory = copy.deepcopy(objective.memory)  # the same queue and generator state
+    _, parts = objective(*args)
+    eps_s, z, x_target, a, s = args
+    _, x0_s = pd_loss(eps_s, z, x_target, a, s)
+    map_t, vec_t = feats(x_target)
+    map_s, vec_s = feats(x0_s)
+    assert torch.allclose(parts["feature"], feature_kl(vec_s, vec_t, 0.5))
+    assert torch.allclose(parts["intra"], pixel_relation_kl(map_s, map_t, 0.3))
+    assert torch.allclose(parts["memory"], memory(map_s, map_t))
+    assert (memory.contrast_temperature, memory.kd_temperature) == (0.2, 2.0)
+    for k, default in (("feature", feature_kl(vec_s, vec_t, 0.9)), ("intra", pixel_relation_kl(map_s, map_t, 1.0))):
+        assert not torch.allclose(parts[k], default), k  # the temperature matters on this case
+
+
+def test_the_memory_queue_is_fed_with_teacher_pixels():
+    loss_mod = MemoryRelationLoss(16, size=50, update=6, anchors=10, seed=1)
+    map_s, map_t = _maps(20), _maps(21)
+    before = loss_mod.memory.queue.clone()
+    loss_mod(map_s, map_t)
+    new = loss_mod.memory.queue[(loss_mod.memory.queue != before).any(dim=1)]
+    teacher = torch.nn.functional.normalize(map_t.flatten(2).transpose(1, 2).reshape(-1, 16), dim=1)
+    student = torch.nn.functional.normalize(map_s.flatten(2).transpose(1, 2).reshape(-1, 16), dim=1)
+    assert len(new) == 6
+    for row in new:
+        assert (teacher - row).abs().amax(1).min() < 1e-6
+        assert (student - row).abs().amax(1).min() > 1e-3
+
+
+def test_rdd_objective_enqueues_the_targets_features():
+    objective, feats, args = _rdd_case()
+    before = objective.memory.memory.queue.clone()
+    objective(*args)
+    queue = objective.memory.memory.queue
+    new = queue[(queue != before).any(dim=1)]
+    map_t, _ = feats(args[2])
+    teacher = torch.nn.functional.normalize(map_t.flatten(2).transpose(1, 2).reshape(-1, map_t.shape[1]), dim=1)
+    assert len(new) == 8 and all((teacher - row).abs().amax(1).min() < 1e-5 for row in new)

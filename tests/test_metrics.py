@@ -81,3 +81,20 @@ def test_shipped_classifier_reaches_90_percent(real):
 
     x, y = load_split("test", "debian", "/usr/share/datasets/fashion-mnist")
     assert accuracy(load_classifier(CLF), x, y) >= 0.90
+
+
+def test_precision_and_recall_on_single_class_sets():
+    """Real features: two far-apart classes; generated: exactly the real samples of one class.
+    Every generated sample lies on the real manifold (precision 1), half of the real samples on the
+    generated one (recall 0.5)."""
+    from diffcomp.metrics.fidelity import _stats, from_features
+
+    g = torch.Generator().manual_seed(0)
+    class_a = torch.randn(25, 4, generator=g, dtype=torch.float64)
+    real = torch.cat([class_a, 100 + torch.randn(25, 4, generator=g, dtype=torch.float64)])
+    st = _stats(real)
+    ref = {"n": np.array(50), "fid_mu": st["mu"], "fid_sigma": st["sigma"], "fid_features": real.float().numpy()}
+    feats = {"pool": class_a.clone(), "logits": torch.randn(25, 10, generator=g, dtype=torch.float64)}
+    out = from_features(feats, ref, {"fid": "pool", "isc": "logits", "sfid": None})
+    assert out["precision"] == 1.0 and out["recall"] == 0.5
+    assert out["sfid"] is None and out["fid"] > 1000  # one class of two: far from the reference

@@ -19,20 +19,28 @@ def test_pipeline_folder_round_trips(tiny_pipeline_dir, tiny_unet):
 
 def test_single_model_repo_layout_loads(tiny_pipeline_dir, tmp_path):
     """Hub repos such as google/ddpm-cifar10-32 keep the UNet config and the scheduler config at the root."""
+    from diffcomp.io import FileError
+    from diffcomp.provenance import sha256_file
+
     flat = tmp_path / "flat"
     shutil.copytree(tiny_pipeline_dir / "unet", flat)
     shutil.copy(tiny_pipeline_dir / "scheduler" / "scheduler_config.json", flat / "scheduler_config.json")
+    with pytest.raises(FileError, match="provenance.json is missing"):  # no checksum record: not loaded
+        load_pipeline(flat)
+    (flat / "provenance.json").write_text(json.dumps({"sha256_unet": sha256_file(flat / "diffusion_pytorch_model.safetensors")}))
     pipe = load_pipeline(flat)
     assert pipe.unet.config.in_channels == 1
 
 
 def test_missing_folder_or_scheduler_is_a_clear_error(tiny_pipeline_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    from diffcomp.io import FileError
+
+    with pytest.raises(FileError, match="nope is missing: the model folder does not exist"):
         load_pipeline(tmp_path / "nope")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_pipeline_dir, broken)
     shutil.rmtree(broken / "scheduler")
-    with pytest.raises(FileNotFoundError, match="scheduler_config.json"):
+    with pytest.raises(FileError, match="scheduler_config.json is missing"):
         load_pipeline(broken)
 
 

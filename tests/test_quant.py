@@ -1,9 +1,12 @@
 """Contract tests of the quantization core (every method builds on these properties)."""
 
+import re
+
 import pytest
 import torch
 import torch.nn as nn
 
+from diffcomp.io import FileError
 from diffcomp.quant.calibrate import init_activations, init_weights
 from diffcomp.quant.layer import QuantLayer
 from diffcomp.quant.module import check_initialized, quant_modules
@@ -323,9 +326,53 @@ def test_a_damaged_quantized_model_is_one_error_naming_the_file(tiny_unet, tmp_p
     save_quantized(model, spec(4, 8), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated
-    with pytest.raises(ValueError, match=f"{path}: not a readable quantized model"):
+    with pytest.raises(FileError, match=f"^{re.escape(str(path))} is damaged \\(not a readable quantized model: .*\\): delete it and rerun$"):
         load_quantized(tiny_unet, path)
     pickle = tmp_path / "evil.safetensors"
     pickle.write_bytes(b"\x80\x04\x95not a safetensors file")
-    with pytest.raises(ValueError, match="not a readable quantized model"):
+    with pytest.raises(FileError, match="not a readable quantized model"):
         load_quantized(tiny_unet, pickle)
+    save_quantized(model, spec(4, 8), path)
+    data = bytearray(path.read_bytes())
+    data[-100:-84] = bytes(b ^ 0xFF for b in data[-100:-84])  # 16 bytes of a tensor flipped: safetensors cannot tell
+    path.write_bytes(bytes(data))
+    with pytest.raises(FileError, match="its tensors do not match the sha256 in its header"):
+        load_quantized(tiny_unet, path)
+
+
+# ----------------------------------------------------------------------------- wiring (issue 18)
+
+
+def test_per_channel_mse_search_gives_each_channel_its_own_range():
+    """Per-channel L_p range search equals the per-tensor search run on each channel alone; the
+    channels here need different shrink factors (one has an outlier), so one error summed over all
+    channels would give a different answer."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 200)
+    w[0, 0] = 12.0  # channel 0: clip the outlier
+    w[2] = torch.linspace(-1, 1, 200)  # channel 2: uniform, keep the full range
+    q = UniformQuantizer(3, channels=3)
+    q.init_mse(w)
+    shrink = []
+    for c in range(3):
+        alone = UniformQuantizer(3)
+        alone.init_mse(w[c : c + 1])
+        assert torch.allclose(q.scale[c], alone.scale, rtol=1e-5) and torch.equal(q.zero_point[c], alone.zero_point)
+        shrink.append(float(q.scale[c] / ((w[c].max() - w[c].min()) / 7)))
+    assert shrink[0] < 0.8 and shrink[2] > 0.95, shrink
+
+
+def test_running_statistics_follow_an_ema_with_momentum_095():
+    """Two batches by hand: ranges [-1, 1] then [-3, 3] give 0.95 * 1 + 0.05 * 3 = 1.1 (not 2.9)."""
+    from diffcomp.quant.calibrate import Observer
+
+    obs = Observer("running")
+    obs.update(torch.tensor([[-1.0, 0.5, 1.0]]), (0, 1))
+    obs.update(torch.tensor([[-3.0, 0.0, 3.0]]), (0, 1))
+    assert float(obs.lo) == pytest.approx(-1.1) and float(obs.hi) == pytest.approx(1.1)
+    layer = QuantLayer(nn.Linear(3, 2), LayerConfig(QuantizerConfig(8, per_channel=True), QuantizerConfig(8, symmetric=True)))
+    batches = [(torch.tensor([[-1.0, 0.5, 1.0]]),), (torch.tensor([[-3.0, 0.0, 3.0]]),)]
+    init_activations(nn.Sequential(layer), batches, lambda m, b: m(*b), "running")
+    assert float(layer.input_quantizers[0].scale) == pytest.approx(1.1 / 127)
+    init_activations(nn.Sequential(layer), batches, lambda m, b: m(*b), "minmax")
+    assert float(layer.input_quantizers[0].scale) == pytest.approx(3.0 / 127)

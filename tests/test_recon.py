@@ -281,3 +281,125 @@ def test_split_criterion_keeps_a_split_only_where_both_errors_drop(tiny_unet):
         both = n["split"]["layer"] < n["no_split"]["layer"] and n["split"]["eps"] < n["no_split"]["eps"]
         assert n["kept"] == both and (name in kept) == both
         assert (model.get_submodule(name).split > 0) == both
+
+
+# ----------------------------------------------------------------------------- wiring (issue 18)
+
+
+def _unit_inputs_during_optimisation(tiny_unet, inputs):
+    """The unit inputs the engine trains on (recorded while gradients are on, i.e. not while it
+    captures), and the unit's inputs in the quantized and in the FP model."""
+    model, batches, run = _setup(tiny_unet, spec(2, 8))
+    init_weights(model)
+    set_quant_state(model, True, False)  # 2-bit weights upstream: the two models feed the unit differently
+    unit = "down_blocks.1.resnets.0"
+    (q_args, _), _, _ = capture(model, unit, batches, run, True, False)
+    (fp_args, _), _, _ = capture(tiny_unet, unit, batches, run, True, False)
+    seen = []
+    hook = model.get_submodule(unit).register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].detach().clone()) if torch.is_grad_enabled() else None)
+    try:
+        reconstruct(model, tiny_unet, batches, run, weight_phase(3, 4, 1e-3, 0.01, inputs=inputs), "cpu", [unit])
+    finally:
+        hook.remove()
+    return torch.cat(seen), q_args[0], fp_args[0]
+
+
+@pytest.mark.parametrize("inputs", ["quantized", "fp"])
+def test_the_engine_trains_a_unit_on_the_inputs_its_phase_names(tiny_unet, inputs):
+    seen, q_in, fp_in = _unit_inputs_during_optimisation(tiny_unet, inputs)
+    assert seen.shape[0] == 3 * 4 and not torch.allclose(q_in, fp_in, atol=1e-3)
+    expected, other = (q_in, fp_in) if inputs == "quantized" else (fp_in, q_in)
+    for row in seen:
+        assert any(torch.equal(row, e) for e in expected)
+        assert not any(torch.equal(row, o) for o in other)
+
+
+def test_qdiffusion_phases_are_the_papers():
+    """AdaRound on inputs from the quantized model with the regulariser; then LSQ of the step sizes
+    on FP inputs with cosine decay and no regulariser (``asym_w``/``asym_a`` flip the inputs)."""
+    from diffcomp.methods.qdiffusion import QDiffusionParams, phases
+
+    p = QDiffusionParams()
+    w, a = phases(p)
+    assert (w.learn, w.inputs, w.iters, w.batch_size, dict(w.lr), w.cosine) == (("rounding",), "quantized", 20000, 32, {"rounding": 1e-3}, ())
+    assert w.rounding_reg == RoundingReg(0.01, 20.0, 2.0, 0.2) and w.loss == ReconLoss(2.0)
+    assert (a.learn, a.inputs, a.iters, dict(a.lr), a.cosine, a.rounding_reg) == (("act_steps",), "fp", 5000, {"act_steps": 4e-4}, ("act_steps",), None)
+    assert a.loss == ReconLoss(2.4)
+    w, a = phases(QDiffusionParams(asym_w=False, asym_a=True))
+    assert (w.inputs, a.inputs) == ("fp", "quantized")
+
+
+class _AlphaRecorder:
+    """A reconstruction loss of zero (no gradient of its own) that records every rounding variable
+    of the unit before each iteration's step, so only the regulariser can move them."""
+
+    needs_layers = False
+
+    def __init__(self, unit):
+        self.unit, self.alphas = unit, []
+
+    def __call__(self, out, target, *rest):
+        self.alphas.append(torch.cat([q.alpha.detach().flatten().clone() for _, m in quant_modules(self.unit)
+                                      for q, _ in m.weight_parts()]))
+        return (out * 0).sum()
+
+
+def test_the_rounding_regulariser_is_off_during_warm_up_and_on_after_it(tiny_unet):
+    model, batches, run = _setup(tiny_unet, spec(4, 8))
+    init_weights(model)
+    set_quant_state(model, True, False)
+    recorder = _AlphaRecorder(model.get_submodule(UNIT))
+    phase = Phase(learn=("rounding",), iters=6, batch_size=4, lr=(("rounding", 0.1),), loss=recorder,
+                  rounding_reg=RoundingReg(1.0, 20.0, 2.0, warmup=0.5))
+    reconstruct(model, tiny_unet, batches, run, phase, "cpu", [UNIT])
+    a = recorder.alphas  # a[k]: before the step of iteration k; the regulariser is on from iteration 3
+    assert len(a) == 6
+    assert all(torch.equal(a[k], a[0]) for k in (1, 2, 3))  # warm-up: nothing moves them
+    assert not torch.equal(a[4], a[3]) and not torch.equal(a[5], a[4])  # after it: the regulariser does
+
+
+def test_qdiffusion_learns_every_activation_step_size(tiny_unet):
+    """Q-Diffusion's activation phase trains the LSQ step size of every activation quantizer of a
+    unit (inputs of the resnet's layers; q, k, v and softmax in attention): each one moves."""
+    from diffcomp.methods.qdiffusion import QDiffusionParams, phases, spec_for
+
+    p = QDiffusionParams(iters_a=3, batch_size=8, lr_a=1e-2)
+    model, batches, run = _setup(tiny_unet, spec_for(tiny_unet, BitSetting(4, 8), p))
+    init_weights(model)
+    set_quant_state(model, True, True)
+    init_activations(model, batches, run)
+    units = [UNIT, "down_blocks.1.attentions.0"]
+    leaves = [leaf for u in units for _, q in act_quantizers(model.get_submodule(u)) for leaf in q.leaves()]
+    assert len(leaves) >= 3 + 4 and all(isinstance(leaf.scale, nn.Parameter) for leaf in leaves)
+    before = [leaf.scale.detach().clone() for leaf in leaves]
+    reconstruct(model, tiny_unet, batches, run, phases(p)[1], "cpu", units)
+    moved = [not torch.equal(b, leaf.scale.detach()) for b, leaf in zip(before, leaves)]
+    assert all(moved), moved
+
+
+def test_split_points_of_the_tiny_unet_by_hand_and_from_its_data(tiny_unet):
+    """The tiny UNet (channels 8, 16, 16; 2 resnets per up block) concatenates [h, skip] with these
+    h widths (skips popped from the down path: 16, 16 | 16, 8 | 8, 8); and in a forward pass the
+    channels after each split point are exactly a skip tensor of the down path."""
+    splits = concat_splits(tiny_unet)
+    assert splits == {"up_blocks.0.resnets.0.conv_shortcut": 16, "up_blocks.0.resnets.1.conv_shortcut": 16,
+                      "up_blocks.1.resnets.0.conv_shortcut": 16, "up_blocks.1.resnets.1.conv_shortcut": 16,
+                      "up_blocks.2.resnets.0.conv_shortcut": 16, "up_blocks.2.resnets.1.conv_shortcut": 8}
+    skips, inputs, handles = [], {}, []
+    sources = [tiny_unet.conv_in] + [m for b in tiny_unet.down_blocks
+                                     for m in [*b.resnets, *(getattr(b, "attentions", None) or []), *(b.downsamplers or [])]]
+    handles += [m.register_forward_hook(lambda m, a, o: skips.append((o[0] if isinstance(o, tuple) else o).detach()))
+                for m in sources]
+    for name in splits:
+        block = tiny_unet.get_submodule(name.rsplit(".", 1)[0])
+        handles.append(block.register_forward_pre_hook(lambda m, a, name=name: inputs.__setitem__(name, a[0].detach())))
+    try:
+        with torch.no_grad():
+            tiny_unet(torch.randn(1, 1, 32, 32), torch.tensor([10]))
+    finally:
+        for h in handles:
+            h.remove()
+    for name, c in splits.items():
+        skip = inputs[name][:, c:]
+        assert any(s.shape == skip.shape and torch.equal(s, skip) for s in skips), name

@@ -132,3 +132,46 @@ def test_job_times_read_from_benchmark_files(tmp_path):
     assert [(t.rule, t.job, t.seconds) for t in times] == [("quantize", "quantize/linear-w4a8", 12.5), ("table1", "table1", 1.0)]
     job_times_figure(times, tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- wiring (issue 18)
+
+
+ALL_METRICS = ("fid", "sfid", "is", "is_std", "kid", "kid_std", "precision", "recall")
+
+
+def _distinct(variant, base):
+    """A record whose every metric has its own value (base + 0.1 * position)."""
+    rec = _rec(variant, 0, 0, 0)
+    rec["metrics"] = {m: base + 0.1 * i for i, m in enumerate(ALL_METRICS)}
+    return rec
+
+
+def test_every_table_cell_reads_its_own_metric():
+    recs = {v: _distinct(v, b) for v, b in (("fp", 10), ("linear-w8a8", 20), ("linear-w4a8", 30), ("fp-s1", 40),
+                                            ("pd-s1", 50))}
+    t1 = table1(recs, [("linear", "Linear Quant")], ["W8A8", "W4A8"])
+    t3 = __import__("diffcomp.report.tables", fromlist=["table3"]).table3(recs, [("pd", "PD")], [1])
+    for df, cells in ((t1, {("Linear Quant", "W8A8"): "linear-w8a8", ("Linear Quant", "W4A8"): "linear-w4a8",
+                            ("FP (W32A32)", "W4A8"): "fp"}),
+                      (t3, {("PD", "1 steps"): "pd-s1", ("DDIM (FP teacher)", "1 steps"): "fp-s1"})):
+        for (row, prefix), variant in cells.items():
+            for key, col in (("fid", "FID"), ("sfid", "sFID"), ("is", "IS")):
+                assert df.loc[row, f"{prefix} {col}"] == recs[variant]["metrics"][key], (row, prefix, col)
+
+
+def test_labels_cannot_break_the_markdown_or_latex_table(tmp_path):
+    label = "A|B & C_1 %x $y$ #2 {z} ~^ \\ *w*"
+    df = table1({"linear-w8a8": _distinct("linear-w8a8", 1)}, [("linear", label)], ["W8A8"])
+    write_table(df, tmp_path / "t", "Table 1", "caption with 50% & a_b")
+    md = (tmp_path / "t.md").read_text().splitlines()
+    rows = [line for line in md if line.startswith("|")]
+    assert len(rows) == 3  # header, rule, one method row: no fake row
+    assert all(line.replace("\\|", "").count("|") == 5 for line in rows)  # 4 columns: no extra one
+    tex = (tmp_path / "t.tex").read_text()
+    row = next(line for line in tex.splitlines() if line.startswith("A"))
+    assert row.count("&") - row.count("\\&") == 3  # 3 column separators, the label's & escaped
+    for raw, escaped in (("%", "\\%"), ("_", "\\_"), ("$", "\\$"), ("#", "\\#"), ("{", "\\{")):
+        assert escaped in row, raw
+    assert "50\\% \\& a\\_b" in tex
+    assert pd.read_csv(tmp_path / "t.csv", index_col=0).index[0] == label  # the CSV keeps it as it is

@@ -55,3 +55,54 @@ def test_per_image_seeds_do_not_depend_on_the_batch(tiny_unet):
     other_seed = generate(fn, [2, 3], (1, 32, 32), ac, cfg, base_seed=6)
     assert not torch.allclose(other_seed, apart, atol=1e-2)
     assert together.min() >= -1 and together.max() <= 1
+
+
+# ----------------------------------------------------------------------------- wiring (issue 18)
+
+
+def test_every_image_draws_its_noise_from_its_own_seed():
+    """Image i of a batch gets exactly the noise of a generator seeded base + i: the images of one
+    batch differ, and shifting the index by k is the same as shifting the base seed by k."""
+    x, gens = initial_noise([0, 1, 2], (1, 4, 4), base_seed=7)
+    for i in range(3):
+        assert torch.equal(x[i], torch.randn((1, 4, 4), generator=torch.Generator().manual_seed(7 + i)))
+    assert not torch.equal(x[0], x[1]) and not torch.equal(x[1], x[2])
+    shifted, _ = initial_noise([5], (1, 4, 4), base_seed=2)
+    assert torch.equal(shifted[0], initial_noise([0], (1, 4, 4), base_seed=7)[0][0])
+    # the later noise of eta > 0 comes from the same per-image generators, in order
+    fresh = torch.Generator().manual_seed(8)
+    torch.randn((1, 4, 4), generator=fresh)
+    assert torch.equal(torch.randn((1, 4, 4), generator=gens[1]), torch.randn((1, 4, 4), generator=fresh))
+
+
+def test_images_of_one_batch_differ_and_each_equals_its_own_single_image_run(tiny_unet):
+    ac = build_scheduler().alphas_cumprod
+    cfg = SamplerConfig(steps=2, skip="uniform", eta=1.0)
+    fn = unet_fn(tiny_unet)
+    batch = generate(fn, [0, 1, 2], (1, 32, 32), ac, cfg, base_seed=3)
+    assert all(not torch.allclose(batch[i], batch[j], atol=1e-2) for i, j in ((0, 1), (1, 2), (0, 2)))
+    for i in range(3):
+        assert torch.allclose(batch[i], generate(fn, [0], (1, 32, 32), ac, cfg, base_seed=3 + i)[0], atol=1e-5)
+
+
+def test_ddim_step_clips_x0_exactly_when_asked():
+    """Two pixels by hand: x_t = (2, -0.2), eps = 0, a_t = 0.25 give x0 = x_t / 0.5 = (4, -0.4);
+    clipping makes it (1, -0.4), and x_prev = sqrt(a_prev) x0 (eps = 0)."""
+    x = torch.tensor([[2.0, -0.2]])
+    eps = torch.zeros_like(x)
+    x_prev, x0 = ddim_step(x, eps, 0.25, 0.64, 0.0, None, clip_x0=True)
+    assert torch.allclose(x0, torch.tensor([[1.0, -0.4]])) and torch.allclose(x_prev, torch.tensor([[0.8, -0.32]]))
+    x_prev, x0 = ddim_step(x, eps, 0.25, 0.64, 0.0, None, clip_x0=False)
+    assert torch.allclose(x0, torch.tensor([[4.0, -0.4]])) and torch.allclose(x_prev, torch.tensor([[3.2, -0.32]]))
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_the_sampler_passes_its_clip_setting_to_every_step(clip):
+    """A model predicting zero noise from x_T = (3, -3, 0.5): the last step returns x0 = x / sqrt(a),
+    clipped to [-1, 1] only with clip_x0."""
+    ac = build_scheduler().alphas_cumprod.double()
+    x_T = torch.tensor([[[[3.0, -3.0, 0.5]]]], dtype=torch.float64)
+    out = ddim_sample(lambda x, t: torch.zeros_like(x), x_T, ac, SamplerConfig(steps=1, skip="uniform", clip_x0=clip))
+    t = ddim_timesteps(1000, 1, "uniform")[0]
+    x0 = x_T / ac[t].sqrt()
+    assert torch.allclose(out, x0.clamp(-1, 1) if clip else x0)

@@ -331,6 +331,96 @@ def test_killed_sample_job_resumes_without_recomputing(micro_run, tmp_path):
     assert np.array_equal(np.load(wd / target)["images"], np.load(ref)["images"])
 
 
+# ----------------------------------------------------------------------------- issue 18: nothing silently wrong
+
+ODD = "resources/models/fp $(touch PWNED) 'x'"  # a space, a command substitution and quotes
+
+
+def _config_with(wd: Path, name: str, edit) -> str:
+    raw = yaml.safe_load((wd / "tests/configs/micro.yaml").read_text())
+    edit(raw)
+    (wd / name).write_text(yaml.safe_dump(raw))
+    return f"--configfile={name}"
+
+
+@needs_fmnist
+def test_a_model_path_with_a_space_and_a_command_substitution_is_one_argument(tmp_path):
+    """Every path and string reaches the shell quoted: the printed commands keep the odd path as
+    one argument, and running two rules that read the model works without running the command."""
+    import shlex
+
+    wd = make_copy(tmp_path / "wd")
+    shutil.copytree(wd / "resources/models/fmnist-ddpm", wd / ODD)
+    cfg = _config_with(wd, "odd.yaml", lambda r: r.update(model={"source": "shipped", "path": ODD}))
+    p = snakemake(wd, "-n", "-p", cfg, "results/table1.csv", "results/table3.csv")
+    commands = [line for line in p.stdout.splitlines() if "diffcomp.cli" in line]
+    readers = [c for c in commands if "$(touch" in c]
+    assert len(readers) >= 5  # trajectories, quantize, sample, distill ...
+    for c in readers:
+        words = shlex.split(c)
+        assert ODD in words or any(w.startswith("--") and ODD in w for w in words), c
+        assert not any(w.startswith("$(touch") or w == "PWNED)" for w in words), c
+    snakemake(wd, cfg, "results/calib/trajectories.safetensors", "results/samples/fp/shard-0.npz")
+    assert (wd / "results/samples/fp/shard-0.npz").exists()
+    assert not list(wd.rglob("PWNED")) and not (REPO / "PWNED").exists()
+
+
+@needs_fmnist
+def test_a_damaged_shipped_model_or_a_repeated_key_stops_before_any_job(tmp_path):
+    wd = make_copy(tmp_path / "wd")
+    cfg = _config_with(wd, "dup.yaml", lambda r: None)
+    (wd / "dup.yaml").write_text((wd / "dup.yaml").read_text() + "name: again\n")
+    p = snakemake(wd, "-n", cfg, check=False)
+    assert p.returncode != 0
+    assert re.search(r"invalid config: \S*dup.yaml: line \d+: duplicate key 'name' \(first given on line \d+\)", p.stdout + p.stderr)
+    weights = wd / "resources/models/fmnist-ddpm/unet/diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4096:-4080] = bytes(b ^ 0xA5 for b in data[-4096:-4080])
+    weights.write_bytes(bytes(data))
+    p = snakemake(wd, "-n", *MICRO, check=False)
+    assert p.returncode != 0
+    assert re.search(r"invalid config: config key 'model.path': \S*/resources/models/fmnist-ddpm/unet/"
+                     r"diffusion_pytorch_model.safetensors does not match the sha256 recorded in \S*/resources/models/"
+                     r"fmnist-ddpm/provenance.json \(\w+\.\.\. instead of \w+\.\.\.\): the file is damaged or was replaced",
+                     p.stdout + p.stderr), p.stdout[-2000:]
+    assert not (wd / "results").exists()
+
+
+@needs_fmnist
+def test_a_changed_weight_file_reruns_what_reads_the_model(micro_run, tmp_path):
+    """The rules depend on the weight files, not on folders: a new weight file (here: the same bytes
+    written again) reruns everything that reads the FP model, and nothing that does not."""
+    wd = finished_copy(micro_run, tmp_path)
+    weights = wd / "resources/models/fmnist-ddpm/unet/diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes())
+    plan = planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv"))
+    assert plan["trajectories"] == 1 and plan["quantize"] == 3 and plan["distill"] == 4  # first stages and their students
+    assert "dataset" not in plan and "reference_stats" not in plan
+
+
+@needs_fmnist
+def test_a_lost_or_damaged_metrics_file_is_rebuilt_or_named(micro_run, tmp_path):
+    """The default target holds every variant's metrics and grid: a lost one is rebuilt by a plain
+    rerun. A damaged one stops the table with one line naming it and the remedy, which works."""
+    wd = finished_copy(micro_run, tmp_path)
+    (wd / "results/metrics/linear-w8a8.json").unlink()
+    (wd / "results/grids/fp.png").unlink()
+    assert planned_jobs(snakemake(wd, *MICRO, "-n")) == {"gather": 1, "evaluate": 2, "table1": 1, "all": 1}
+    (wd / "results/grids/fp.png").write_bytes((micro_run / "results/grids/fp.png").read_bytes())
+    shutil.copy2(micro_run / "results/metrics/linear-w8a8.json", wd / "results/metrics/linear-w8a8.json")
+    metrics = wd / "results/metrics/pd-s1.json"
+    metrics.write_text(metrics.read_text()[:40])
+    p = snakemake(wd, *MICRO, "results/table3.csv", check=False)
+    assert p.returncode != 0
+    log = (wd / "logs/table3.log").read_text().strip().splitlines()
+    assert re.fullmatch(r"diffcomp table3: results/metrics/pd-s1.json is damaged \(not JSON: .*\): delete it and rerun",
+                        log[-1]), log
+    metrics.unlink()
+    snakemake(wd, *MICRO, "results/table3.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(wd / "results/table3.csv", index_col=0),
+                                  pd.read_csv(micro_run / "results/table3.csv", index_col=0))
+
+
 @needs_fmnist
 @pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 def test_micro_dag_on_a_real_slurm_cluster(micro_run, tmp_path):

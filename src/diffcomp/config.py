@@ -22,10 +22,15 @@ from .sections import (
     CalibrationConfig, Config, DatasetConfig, DistillationConfig, DistillMethodConfig, EvaluationConfig,
     FeatureNetConfig, MethodConfig, ModelConfig, QuantizationConfig, ResourceSpec, SamplerConfig,
 )  # fmt: skip
+from .io import FileError
 from .typedconfig import ConfigError, build_dataclass, key, to_plain
 from .variant import BitSetting
+from .weights import CLASSIFIER, pipeline_kind, verify
 
-__all__ = ["ConfigError", "parse_config", "load_config", "schema"]
+__all__ = ["ConfigError", "parse_config", "load_config", "read_yaml", "schema"]
+
+MAX_SHARDS = 10_000  # shard jobs per variant: more makes a DAG Snakemake cannot plan in memory
+FP_LABELS = ("FP (W32A32)", "DDIM (FP teacher)")  # the tables' own rows (report.tables)
 
 
 def schema() -> dict:
@@ -200,6 +205,22 @@ def _check_distillation(cfg: Config) -> None:
     # chain's step list is finite, so following teachers ends at the FP model.
 
 
+def _check_labels(cfg: Config) -> None:
+    """Labels name table rows: one line each, and distinct within a table (and from its FP row)."""
+    for section, methods in (("quantization.methods", cfg.quantization.methods),
+                             ("distillation.methods", cfg.distillation.methods)):
+        seen = {label: "the FP row" for label in FP_LABELS}
+        for m in methods:
+            where = f"config key '{section}.{m.name}.label'"
+            if not m.label.strip() or any(not c.isprintable() for c in m.label):
+                raise ConfigError(f"{where}: {m.label!r} is not a one-line label (it names a table row; "
+                                  "no newlines, tabs or other control characters)")
+            if m.label in seen:
+                raise ConfigError(f"{where}: {m.label!r} is already the label of {seen[m.label]}; "
+                                  "give every instance its own label (labels name the table rows)")
+            seen[m.label] = f"{section}.{m.name}"
+
+
 def _check_params(cfg: Config, where: str, params: Any) -> None:
     """Checks a parameter value makes against the rest of the config: every field value that has
     ``check_against(cfg, where)`` (e.g. a calibration choice against the sampler's steps)."""
@@ -211,9 +232,13 @@ def _check_params(cfg: Config, where: str, params: Any) -> None:
 
 def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
     _check_distillation(cfg)
+    _check_labels(cfg)
     ev = cfg.evaluation
     if ev.shard_size > ev.n_samples:
         raise ConfigError(f"config key 'evaluation.shard_size': {ev.shard_size} is larger than evaluation.n_samples ({ev.n_samples})")
+    if cfg.n_shards() > MAX_SHARDS:
+        raise ConfigError(f"config key 'evaluation.shard_size': {ev.n_samples} samples in shards of {ev.shard_size} "
+                          f"are {cfg.n_shards()} sample jobs per variant, more than {MAX_SHARDS}; raise shard_size")
     if cfg.model.source == "hub" and not cfg.model.hub_id:
         raise ConfigError("config key 'model.hub_id': required when model.source is 'hub'")
     if cfg.model.source == "shipped" and not cfg.model.path:
@@ -242,28 +267,79 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         p = _resolve(cfg.model.path, base)
         if not (p / "unet").is_dir() and not (p / "config.json").is_file():
             raise ConfigError(f"config key 'model.path': {p} is not a diffusers model folder")
+        _verify("model.path", p, pipeline_kind(p))
     if cfg.feature_net.name == "fmnist-classifier" and cfg.feature_net.source == "shipped":
         p = _resolve(cfg.feature_net.path, base)
-        if not (p / "model.safetensors").is_file():
-            raise ConfigError(f"config key 'feature_net.path': {p} holds no model.safetensors")
+        if not (p / CLASSIFIER.weights).is_file():
+            raise ConfigError(f"config key 'feature_net.path': {p} holds no {CLASSIFIER.weights}")
+        _verify("feature_net.path", p, CLASSIFIER)
     if cfg.distillation.feature_net is not None:
         p = _resolve(cfg.distillation.feature_net.path, base)
-        if not (p / "model.safetensors").is_file():
-            raise ConfigError(f"config key 'distillation.feature_net.path': {p} holds no model.safetensors")
+        if not (p / CLASSIFIER.weights).is_file():
+            raise ConfigError(f"config key 'distillation.feature_net.path': {p} holds no {CLASSIFIER.weights}")
+        _verify("distillation.feature_net.path", p, CLASSIFIER)
 
 
-def load_config(path: str | Path, check_paths: bool = True, base_dir: str | Path | None = None) -> Config:
-    """Read and parse a YAML config; relative paths resolve against ``base_dir`` (default: the
-    current directory, where Snakemake runs the workflow)."""
+def _verify(key_: str, folder: Path, kind) -> None:
+    """A shipped model's weights against the sha256 its provenance.json records (before any job)."""
+    try:
+        verify(folder, kind)
+    except FileError as e:
+        raise ConfigError(f"config key '{key_}': {e}") from None
+
+
+def _strict_loader():
+    """PyYAML's safe loader that refuses a key repeated in one mapping (PyYAML keeps the last)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            k = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(k, (str, int, float, bool)) and k in first:
+                raise ConfigError(f"line {line}: duplicate key {k!r} (first given on line {first[k]}); "
+                                  "YAML would silently keep the last one")
+            first.setdefault(k, line)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in YAML file ``path``. A missing or empty file, a syntax error (with its line
+    and column) or a repeated key is one ``ConfigError`` naming the file."""
     import yaml
 
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config ({e})") from None
+    try:
+        raw = yaml.load(text, Loader=_strict_loader())
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(filter(None, [e.context, e.problem]))}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config: {e.strerror}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty (a config is a mapping with at least 'name')")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config must be a mapping at the top level")
-    return parse_config(raw, base_dir=base_dir, check_paths=check_paths)
+        raise ConfigError(f"{path}: the config must be a mapping at the top level, not a {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path, check_paths: bool = True, base_dir: str | Path | None = None) -> Config:
+    """Read (``read_yaml``) and parse a YAML config; relative paths resolve against ``base_dir``
+    (default: the current directory, where Snakemake runs the workflow)."""
+    return parse_config(read_yaml(path), base_dir=base_dir, check_paths=check_paths)

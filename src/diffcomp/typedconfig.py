@@ -6,18 +6,46 @@ builds a frozen dataclass, checking unknown keys and types and naming the key in
 passes to a verb, and what a verb writes into provenance). A field type with a classmethod
 ``from_config(value, where)`` and a method ``to_config()`` converts itself (a choice among
 registered entries, e.g. a calibration selector with its own parameters).
+
+Bounds are declared on the field's type, not in code that names a method: ``iters: PositiveInt``
+(``Annotated[int, Range(1)]``) is checked wherever a config is built, and every float must be
+finite (``eta: .nan`` is refused), so a method's parameter dataclass states its own limits.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from typing import Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Mapping
 
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric field, as ``Annotated`` metadata: ``Annotated[int, Range(1)]``."""
+
+    min: float | None = None
+    max: float | None = None
+    exclusive_min: bool = False
+
+    def check(self, value: Any, where: str) -> None:
+        if self.min is not None and (value <= self.min if self.exclusive_min else value < self.min):
+            relation = "less than or equal to" if self.exclusive_min else "less than"
+            raise ConfigError(f"config key '{where}': {value!r} is {relation} the minimum of {self.min!r}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(f"config key '{where}': {value!r} is greater than the maximum of {self.max!r}")
+
+
+PositiveInt = Annotated[int, Range(1)]
+NonNegativeInt = Annotated[int, Range(0)]
+PositiveFloat = Annotated[float, Range(0, exclusive_min=True)]
+NonNegativeFloat = Annotated[float, Range(0)]
+Fraction = Annotated[float, Range(0, 1)]
 
 
 def key(path: Iterable[Any]) -> str:
@@ -32,7 +60,7 @@ def build_dataclass(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
     """Build frozen dataclass ``cls`` from a mapping; unknown keys and wrong types are errors."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config key '{where or '<top level>'}': expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     for k in data:
         if k not in names:
@@ -50,6 +78,12 @@ def convert(tp: Any, value: Any, where: str) -> Any:
     """``value`` as type ``tp`` (dataclasses, tuples, mappings, unions with None, scalars)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        out = convert(args[0], value, where)
+        for bound in (m for m in tp.__metadata__ if isinstance(m, Range)):
+            if out is not None:
+                bound.check(out, where)
+        return out
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -72,8 +106,10 @@ def convert(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool))):
         raise ConfigError(f"config key '{where}': expected {tp.__name__}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"config key '{where}': {value!r} is not a finite number")
     return value
 
 

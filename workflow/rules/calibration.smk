@@ -1,6 +1,6 @@
 rule trajectories:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
     output:
         "results/calib/trajectories.safetensors",
     log:
@@ -13,9 +13,10 @@ rule trajectories:
     resources:
         **job_resources("trajectories"),
     params:
+        model=lambda w, input: folder_of(input.model),
         sampler=shq_json(CFG.sampler),
         cfg=shq_json(CFG.calibration.capture()),
         code=code("trajectories"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli trajectories --model {input.model:q} --sampler {params.sampler} --cfg {params.cfg}"
-        " --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli trajectories --model {params.model:q} --sampler {params.sampler} --cfg {params.cfg}'
+        ' --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

@@ -3,6 +3,7 @@
 # Plug-ins (quantization and distillation methods) are looked up in their registries; no rule
 # names a method, so a new method needs no change here.
 import dataclasses
+import os
 import shlex
 
 from diffcomp.distill.methods import DISTILLERS
@@ -10,6 +11,7 @@ from diffcomp.methods import METHODS
 from diffcomp.hashing import code_hash
 from diffcomp.registry import modules_of
 from diffcomp.variant import PATTERN as VARIANT_PATTERN
+from diffcomp.weights import PIPELINE, classifier_files, files, pipeline_files
 
 
 def shq_json(obj):
@@ -50,10 +52,32 @@ def fp_model_dir():
     return f"resources/hub/{CFG.model.hub_id}"
 
 
+def fp_model_files():
+    """What a job reading the FP model depends on: its weight file, configs and checksum record
+    (files, not the folder, so a changed weight file reruns the job)."""
+    return pipeline_files(fp_model_dir())
+
+
 def feature_net_dir():
     if CFG.feature_net.source == "shipped":
         return CFG.feature_net.path
     return "results/models/feature-net"
+
+
+def feature_net_files():
+    return classifier_files(feature_net_dir())
+
+
+def folder_of(files):
+    """The model folder of a list of model files (the folder holding provenance.json)."""
+    return os.path.dirname(
+        next(f for f in files if os.path.basename(f) == "provenance.json")
+    )
+
+
+def model_outputs(folder):
+    """The files a rule writing a diffusion model folder declares (dependents read them)."""
+    return files(folder, PIPELINE)
 
 
 def shard_range(i):
@@ -83,6 +107,10 @@ def distill_teacher(w):
     return fp_model_dir() if src == "fp" else student_dir(src, n)
 
 
+def distill_teacher_files(w):
+    return pipeline_files(distill_teacher(w))
+
+
 def distill_feature_net():
     d = CFG.distillation.feature_net
     if d is None:
@@ -90,9 +118,22 @@ def distill_feature_net():
     return d.name, d.path
 
 
+def distill_uses_features(w):
+    return DISTILLERS[distill_of(w.name).method].uses_features
+
+
 def distill_features_input(w):
-    uses = DISTILLERS[distill_of(w.name).method].uses_features
-    return [distill_feature_net()[1]] if uses else []
+    return (
+        classifier_files(distill_feature_net()[1]) if distill_uses_features(w) else []
+    )
+
+
+def distill_features_args(w):
+    """``--feature-net DIR --feature-net-name NAME`` (quoted) for methods that use one."""
+    if not distill_uses_features(w):
+        return ""
+    name, path = distill_feature_net()
+    return f"--feature-net {shlex.quote(path)} --feature-net-name {shlex.quote(name)}"
 
 
 def distill_code(w):
@@ -103,6 +144,10 @@ def distill_code(w):
 def variant_model(w):
     v = Variant.parse(w.variant)
     return student_dir(v.name, v.steps) if v.distilled else fp_model_dir()
+
+
+def variant_model_files(w):
+    return pipeline_files(variant_model(w))
 
 
 def variant_sampler(variant):
@@ -168,6 +213,19 @@ def quantized_input(w):
 def table3_steps():
     d = CFG.distillation
     return sorted(set(d.steps).union(*[m.steps for m in d.methods]))
+
+
+def per_variant_outputs():
+    """Every variant's metrics JSON and sample grid: targets of the default rule, so a lost one
+    is rebuilt (the tables alone would not notice)."""
+    variants = CFG.variants() + (
+        CFG.distill_variants() if CFG.distillation.methods else []
+    )
+    return [
+        f"results/{d}/{v}.{ext}"
+        for v in variants
+        for d, ext in (("metrics", "json"), ("grids", "png"))
+    ]
 
 
 def students():

@@ -13,7 +13,8 @@ rule dataset:
     resources:
         **job_resources("dataset"),
     params:
+        out=lambda w, output: os.path.dirname(output.train),
         cfg=shq_json(CFG.dataset),
         code=code("prepare_data"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli prepare-data --cfg {params.cfg} --out-dir results/data 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli prepare-data --cfg {params.cfg} --out-dir {params.out:q} 2> {log:q}'

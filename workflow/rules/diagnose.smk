@@ -5,7 +5,7 @@
 
 rule heldout_trajectories:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
     output:
         "results/calib/heldout.safetensors",
     log:
@@ -18,17 +18,18 @@ rule heldout_trajectories:
     resources:
         **job_resources("trajectories"),
     params:
+        model=lambda w, input: folder_of(input.model),
         sampler=shq_json(CFG.sampler),
         cfg=shq_json(CFG.calibration.capture(heldout=True)),
         code=code("trajectories"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli trajectories --model {input.model:q} --sampler {params.sampler} --cfg {params.cfg}"
-        " --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli trajectories --model {params.model:q} --sampler {params.sampler} --cfg {params.cfg}'
+        ' --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
 rule diagnose:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
         quantized=quant_state_path("{name}-w{w}a{a}"),
         heldout="results/calib/heldout.safetensors",
         samples="results/samples/{name}-w{w}a{a}/samples.npz",
@@ -45,9 +46,10 @@ rule diagnose:
     resources:
         **job_resources("evaluate"),
     params:
+        model=lambda w, input: folder_of(input.model),
         code=code("diagnose"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli diagnose --model {input.model:q} --quantized {input.quantized:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli diagnose --model {params.model:q} --quantized {input.quantized:q}'
         " --heldout {input.heldout:q} --samples {input.samples:q} --fp-samples {input.fp_samples:q}"
         " --variant {wildcards.name}-w{wildcards.w}a{wildcards.a} --out {output:q}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        ' --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

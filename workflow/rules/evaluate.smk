@@ -1,7 +1,7 @@
 rule reference_stats:
     input:
         images=f"results/data/{CFG.evaluation.reference}.npz",
-        net=feature_net_dir(),
+        net=feature_net_files(),
     output:
         f"results/reference/{CFG.feature_net.name}-{CFG.evaluation.reference}.npz",
     log:
@@ -14,18 +14,19 @@ rule reference_stats:
     resources:
         **job_resources("reference"),
     params:
+        net=lambda w, input: folder_of(input.net),
         extractor=CFG.feature_net.name,
         code=code("reference_stats"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli reference-stats --images {input.images:q} --feature-extractor {params.extractor}"
-        " --weights {input.net:q} --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli reference-stats --images {input.images:q} --feature-extractor {params.extractor:q}'
+        ' --weights {params.net:q} --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
 rule evaluate:
     input:
         samples="results/samples/{variant}/samples.npz",
         reference=rules.reference_stats.output[0],
-        net=feature_net_dir(),
+        net=feature_net_files(),
     output:
         "results/metrics/{variant}.json",
     log:
@@ -38,10 +39,11 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     params:
+        net=lambda w, input: folder_of(input.net),
         extractor=CFG.feature_net.name,
         protocol=lambda w: shlex.quote(protocol(w)),
         code=code("evaluate"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli evaluate --samples {input.samples:q} --reference {input.reference:q}"
-        " --feature-extractor {params.extractor} --weights {input.net:q} --variant {wildcards.variant}"
-        " --protocol {params.protocol} --out {output:q} --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli evaluate --samples {input.samples:q} --reference {input.reference:q}'
+        " --feature-extractor {params.extractor:q} --weights {params.net:q} --variant {wildcards.variant:q}"
+        ' --protocol {params.protocol} --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

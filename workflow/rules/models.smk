@@ -1,11 +1,13 @@
 # The FP model (shipped | trained | downloaded) and the feature network of the offline metrics.
+# Each is a folder whose provenance.json records the sha256 of its weights; the rules declare
+# and depend on the files (weights, configs, record), not on the folders.
 
 
 rule train:
     input:
         data="results/data/train.npz",
     output:
-        directory("results/models/fp-trained"),
+        model_outputs("results/models/fp-trained"),
     log:
         "logs/train.log",
     benchmark:
@@ -16,17 +18,19 @@ rule train:
     resources:
         **job_resources("train"),
     params:
+        out=lambda w, output: folder_of(output),
+        state="results/state/train",
         arch=shq_json(CFG.model.arch),
         cfg=shq_json(CFG.model.train),
         code=code("train"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli train --data {input.data:q} --arch {params.arch} --cfg {params.cfg} --out {output:q}"
-        " --state-dir results/state/train --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli train --data {input.data:q} --arch {params.arch} --cfg {params.cfg} --out {params.out:q}'
+        ' --state-dir {params.state:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
 rule download:
     output:
-        directory("resources/hub/{owner}/{repo}"),
+        model_outputs("resources/hub/{owner}/{repo}"),
     log:
         "logs/download/{owner}_{repo}.log",
     benchmark:
@@ -37,13 +41,15 @@ rule download:
     resources:
         **job_resources("download"),
     params:
+        hub_id=lambda w: f"{w.owner}/{w.repo}",
+        out=lambda w, output: folder_of(output),
         revision=lambda w: (
             f"--revision {shlex.quote(CFG.model.revision)}"
             if CFG.model.revision
             else ""
         ),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli download --hub-id {wildcards.owner}/{wildcards.repo} {params.revision} --out {output:q} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli download --hub-id {params.hub_id:q} {params.revision} --out {params.out:q} 2> {log:q}'
 
 
 rule train_classifier:
@@ -51,7 +57,7 @@ rule train_classifier:
         train="results/data/train.npz",
         test="results/data/test.npz",
     output:
-        directory("results/models/feature-net"),
+        classifier_files("results/models/feature-net"),
     log:
         "logs/train_classifier.log",
     benchmark:
@@ -62,8 +68,10 @@ rule train_classifier:
     resources:
         **job_resources("train_classifier"),
     params:
+        data=lambda w, input: os.path.dirname(input.train),
+        out=lambda w, output: folder_of(output),
         cfg=shq_json(CFG.feature_net.train),
         code=code("train_classifier"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli train-classifier --data-dir results/data --cfg {params.cfg} --out {output:q}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli train-classifier --data-dir {params.data:q} --cfg {params.cfg} --out {params.out:q}'
+        ' --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

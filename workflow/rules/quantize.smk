@@ -4,7 +4,7 @@
 
 rule quantize:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
         traj="results/calib/trajectories.safetensors",
     output:
         quant_state_path("{name}-w{w}a{a}"),
@@ -20,20 +20,21 @@ rule quantize:
     resources:
         **job_resources("quantize"),
     params:
+        model=lambda w, input: folder_of(input.model),
         method=lambda w: method_of(w.name).method,
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
         code=quant_code,
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli quantize --model {input.model:q} --trajectories {input.traj:q}"
-        " --method {params.method} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli quantize --model {params.model:q} --trajectories {input.traj:q}'
+        " --method {params.method:q} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
+        ' --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
 # A packed integer checkpoint of a quantized variant, usable without the workflow
 # (diffcomp.load_quantized); not part of the default target.
 rule export:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
         quantized=quant_state_path("{name}-w{w}a{a}"),
     output:
         model=export_path("{name}-w{w}a{a}"),
@@ -48,9 +49,10 @@ rule export:
     resources:
         **job_resources("export"),
     params:
+        model=lambda w, input: folder_of(input.model),
         code=code("export"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli export --model {input.model:q} --quantized {input.quantized:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli export --model {params.model:q} --quantized {input.quantized:q}'
         " --out {output.model:q} --sizes {output.sizes:q} 2> {log:q}"
 
 
@@ -58,7 +60,7 @@ rule export:
 # corrections (bias correction, eps correction) fitted on the calibration trajectories.
 rule correct:
     input:
-        model=fp_model_dir(),
+        model=fp_model_files(),
         quantized=lambda w: quant_state_path(f"{method_of(w.name).base}-w{w.w}a{w.a}"),
         traj="results/calib/trajectories.safetensors",
     output:
@@ -75,9 +77,10 @@ rule correct:
     resources:
         **job_resources("quantize"),
     params:
+        model=lambda w, input: folder_of(input.model),
         fixes=lambda w: correction_args(method_of(w.name)),
         code=code("correct"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli correct --model {input.model:q} --quantized {input.quantized:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli correct --model {params.model:q} --quantized {input.quantized:q}'
         " --trajectories {input.traj:q} {params.fixes} --out {output:q}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        ' --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

@@ -48,7 +48,7 @@ rule table1:
         bits=shlex.quote(json.dumps(table1_bits())),
         code=code("table1"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli table1 --metrics {input.metrics:q} --methods {params.methods} --bits {params.bits}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli table1 --metrics {input.metrics:q} --methods {params.methods} --bits {params.bits}'
         " --out-stem results/table1 --html {output.html:q} --figure {output.figure:q}"
         " --diagnostics {input.diagnostics:q} --diagnostics-stem results/table1_diagnostics"
         " --diagnostics-figure {output.diag_figure:q} 2> {log:q}"
@@ -57,7 +57,7 @@ rule table1:
 rule table3:
     input:
         metrics=expand("results/metrics/{variant}.json", variant=CFG.distill_variants()),
-        students=list(students().values()),
+        students=[f"{d}/provenance.json" for d in students().values()],
     output:
         csv="results/table3.csv",
         md="results/table3.md",
@@ -91,7 +91,7 @@ rule table3:
         students=shlex.quote(json.dumps(students())),
         code=code("table3"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli table3 --metrics {input.metrics:q} --students {params.students}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli table3 --metrics {input.metrics:q} --students {params.students}'
         " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --html {output.html:q}"
         " --figure {output.figure:q} 2> {log:q}"
 
@@ -121,7 +121,7 @@ rule samples_figure:
         ),
         code=code("samples_figure"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli samples-figure --samples {input:q} --labels {params.labels} --n 8"
+        '"$DIFFCOMP_PY" -m diffcomp.cli samples-figure --samples {input:q} --labels {params.labels} --n 8'
         " --out {output:q} 2> {log:q}"
 
 
@@ -144,7 +144,7 @@ rule job_times:
     params:
         code=code("job_times"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli job-times --benchmarks results/benchmarks --out {output:q} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli job-times --benchmarks results/benchmarks --out {output:q} 2> {log:q}'
 
 
 rule run_info:
@@ -165,5 +165,5 @@ rule run_info:
         config=shlex.quote(json.dumps(config, sort_keys=True)),
         source=code_hash("**/*.py", "config.schema.json"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli run-info --config {params.config} --source-hash {params.source}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli run-info --config {params.config} --source-hash {params.source}'
         " --out {output:q} 2> {log:q}"

@@ -4,7 +4,7 @@
 
 rule sample_shard:
     input:
-        model=variant_model,
+        model=variant_model_files,
         quantized=quantized_input,
     output:
         "results/samples/{variant}/shard-{i}.npz",
@@ -18,6 +18,8 @@ rule sample_shard:
     resources:
         **job_resources("sample"),
     params:
+        model=lambda w, input: folder_of(input.model),
+        state=lambda w: f"results/state/samples/{w.variant}/shard-{w.i}",
         sampler=lambda w: shq_json(variant_sampler(w.variant)),
         start=lambda w: shard_range(int(w.i))[0],
         end=lambda w: shard_range(int(w.i))[1],
@@ -28,10 +30,9 @@ rule sample_shard:
         ),
         code=sample_code,
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli sample --model {input.model:q} {params.quantized} --sampler {params.sampler}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli sample --model {params.model:q} {params.quantized} --sampler {params.sampler}'
         " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch}"
-        " --out {output:q} --state-dir results/state/samples/{wildcards.variant}/shard-{wildcards.i}"
-        " --device $DIFFCOMP_DEVICE --threads {threads} 2> {log:q}"
+        ' --out {output:q} --state-dir {params.state:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
 rule gather:
@@ -58,4 +59,4 @@ rule gather:
     params:
         code=code("gather"),
     shell:
-        "$DIFFCOMP_PY -m diffcomp.cli gather --shards {input:q} --out {output.samples:q} --grid {output.grid:q} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli gather --shards {input:q} --out {output.samples:q} --grid {output.grid:q} 2> {log:q}'

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, damaged, missing, tensors_digest
+
+FORMAT = "diffcomp-trajectories/2"
 
 
 @dataclass
@@ -27,23 +29,29 @@ class Trajectories:
     def save(self, path: str | Path) -> None:
         from safetensors.torch import save_file
 
+        tensors = {"xs": self.xs.contiguous(), "ts": self.ts.contiguous()}
         with atomic_path(path) as tmp:
-            save_file({"xs": self.xs.contiguous(), "ts": self.ts.contiguous()}, str(tmp),
-                      metadata={"format": "diffcomp-trajectories/1", "meta": json.dumps(self.meta, sort_keys=True)})
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "meta": json.dumps(self.meta, sort_keys=True),
+                                                   "sha256": tensors_digest(tensors)})
 
     @classmethod
     def load(cls, path: str | Path) -> "Trajectories":
-        """Read a file written by ``save`` (never unpickles); a damaged or foreign file is one
-        clear error naming it."""
+        """Read a file written by ``save`` (never unpickles); a missing, damaged (its tensors no
+        longer match the digest in the header) or foreign file is one ``FileError`` naming it."""
         from safetensors import safe_open
 
         path = Path(path)
+        if not path.is_file():
+            raise missing(path)
         try:
             with safe_open(str(path), framework="pt") as f:
                 header = f.metadata() or {}
-                if header.get("format") != "diffcomp-trajectories/1" or set(f.keys()) != {"xs", "ts"}:
-                    raise ValueError("not a trajectories file of this version")
-                traj = cls(xs=f.get_tensor("xs"), ts=f.get_tensor("ts"), meta=json.loads(header.get("meta", "{}")))
+                if header.get("format") != FORMAT or set(f.keys()) != {"xs", "ts"}:
+                    raise ValueError(f"not a trajectories file of format {FORMAT}")
+                tensors = {k: f.get_tensor(k) for k in ("xs", "ts")}
+            if tensors_digest(tensors) != header.get("sha256"):
+                raise ValueError("its tensors do not match the sha256 in its header")
+            traj = cls(**tensors, meta=json.loads(header.get("meta", "{}")))
         except Exception as e:  # safetensors raises its own error types for truncated files
-            raise ValueError(f"{path}: cannot read the trajectories ({e}); delete it to have it rebuilt") from None
+            raise damaged(path, e) from None
         return traj

@@ -14,6 +14,9 @@ import logging
 import pkgutil
 import sys
 
+from ..io import FileError
+from ..typedconfig import ConfigError
+
 
 def verbs() -> dict[str, str]:
     """``{verb: module name}`` of every verb module (names not starting with ``_``)."""
@@ -36,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         modules[verb] = module
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return int(modules[args.verb].run(args) or 0)
+    try:
+        return int(modules[args.verb].run(args) or 0)
+    except (FileError, ConfigError) as e:  # a bad input file or setting: one line, no traceback
+        print(f"diffcomp {args.verb}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

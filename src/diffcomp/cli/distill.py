@@ -6,13 +6,11 @@ import json
 import logging
 import shutil
 import time
-from pathlib import Path
-
-import numpy as np
 
 from ..typedconfig import build_dataclass
-from ..io import atomic_path
-from ..provenance import provenance, sha256_file
+from ..io import atomic_path, load_npz
+from ..provenance import provenance
+from ..weights import pipeline_kind, record
 from ._common import exact_fp32, keyed_state_dir, pick_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -36,7 +34,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from ..distill.methods import DISTILLERS
     from ..distill.stage import distill_stage
-    from ..models.pipeline import _subfolder, load_pipeline, save_pipeline
+    from ..models.pipeline import load_pipeline, save_pipeline
 
     try:
         entry = DISTILLERS[args.method]
@@ -51,24 +49,20 @@ def run(args) -> None:
         if not args.feature_net:
             raise SystemExit(f"{args.method} needs --feature-net")
         features = entry.features(args.feature_net_name, args.feature_net)
-    teacher = load_pipeline(args.teacher)
-    teacher_root = Path(args.teacher)
-    weights = teacher_root / (_subfolder(teacher_root, "unet") or "") / "diffusion_pytorch_model.safetensors"
-    images = np.load(args.data)["images"]
+    teacher = load_pipeline(args.teacher)  # its weights checked against their recorded sha256
+    images = load_npz(args.data, {"images": "uint8"})["images"]
     state_dir = keyed_state_dir(args.state_dir, [args.method, params.__dict__, args.steps,
-                                                 sha256_file(weights) if weights.exists() else str(teacher_root),
+                                                 record(args.teacher, pipeline_kind(args.teacher)),
                                                  str(args.data), args.feature_net, device])
     t0 = time.time()
     student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, args.method, params,
                                    features=features,
                                    device=device, state_dir=state_dir, compile=args.compile)
     with atomic_path(args.out, suffix="") as tmp:
-        save_pipeline(student, teacher.scheduler, tmp)
-        rec = provenance(what=f"{entry.label} student sampling with {args.steps} trailing DDIM steps, distilled from "
-                              f"{args.teacher} at {2 * args.steps} steps by `diffcomp distill`",
-                         teacher=str(args.teacher), feature_net=args.feature_net, stats=stats, wall_seconds=time.time() - t0,
-                         sha256_unet=sha256_file(Path(tmp) / "unet" / "diffusion_pytorch_model.safetensors"))
-        (Path(tmp) / "provenance.json").write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+        save_pipeline(student, teacher.scheduler, tmp, provenance=provenance(
+            what=f"{entry.label} student sampling with {args.steps} trailing DDIM steps, distilled from "
+                 f"{args.teacher} at {2 * args.steps} steps by `diffcomp distill`",
+            teacher=str(args.teacher), feature_net=args.feature_net, stats=stats, wall_seconds=time.time() - t0))
     if state_dir is not None:
         shutil.rmtree(state_dir, ignore_errors=True)
     log.info("%s -> %d steps: %d iterations in %.1f s, final losses %s", args.method, args.steps,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
-
-from ..io import write_json
+from ..io import load_npz, write_json
 from ._common import pick_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -29,8 +27,9 @@ def run(args) -> None:
     from ..metrics.fidelity import compare, make_extractor
 
     set_threads(args.threads)
-    data = np.load(args.samples)
-    ref = dict(np.load(args.reference))
+    data = load_npz(args.samples, {"images": "uint8", "indices": None})
+    ref = load_npz(args.reference, {"n": None, "fid_mu": None, "fid_sigma": None, "fid_features": None},
+                   optional=("sfid_mu", "sfid_sigma"))
     ext = make_extractor(args.feature_extractor, args.weights)
     metrics = compare(data["images"], ref, ext, pick_device(args.device))
     protocol = json.loads(args.protocol)

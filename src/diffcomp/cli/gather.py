@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ..io import save_npz
+from ..io import damaged, load_npz, save_npz
 from ..report.grid import save_grid
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    parts = [np.load(s) for s in args.shards]
+    parts = [load_npz(s, {"images": "uint8", "indices": None}) for s in args.shards]
+    for s, d in zip(args.shards, parts):
+        if len(d["images"]) != len(d["indices"]) or not len(d["indices"]):
+            raise damaged(s, f"{len(d['images'])} images for {len(d['indices'])} indices")
     parts.sort(key=lambda d: int(d["indices"][0]))
     images = np.concatenate([d["images"] for d in parts])
     indices = np.concatenate([d["indices"] for d in parts])

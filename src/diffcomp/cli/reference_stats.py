@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
-from ..io import save_npz
+from ..io import load_npz, save_npz
 from ._common import pick_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -25,7 +23,7 @@ def run(args) -> None:
     from ..metrics.fidelity import make_extractor, reference_statistics
 
     set_threads(args.threads)
-    images = np.load(args.images)["images"]
+    images = load_npz(args.images, {"images": "uint8"})["images"]
     ext = make_extractor(args.feature_extractor, args.weights)
     stats = reference_statistics(images, ext, pick_device(args.device))
     save_npz(args.out, **stats)

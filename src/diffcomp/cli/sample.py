@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models.config import SamplerConfig
-from ..io import save_npz
+from ..io import load_npz, save_npz
 from ._common import exact_fp32, pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def run(args) -> None:
         idx = list(range(s, min(s + args.batch_size, args.end)))
         chunk_path = state / f"{idx[0]:08d}-{idx[-1] + 1:08d}.npz" if state else None
         if chunk_path is not None and chunk_path.exists():
-            chunks.append(np.load(chunk_path)["images"])
+            chunks.append(load_npz(chunk_path, {"images": "uint8"})["images"])
             reused += len(idx)
             continue
         images = to_uint8(generate(fn, idx, shape, pipe.alphas_cumprod, cfg, args.seed, device))

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..io import read_json
+from ..io import read_json_object
 from ..report.html import write_table_html
 from ..report.tables import distill_caption, fid_vs_steps_figure, load_metrics, table3, write_table
 
@@ -32,7 +32,7 @@ def run(args) -> None:
     for variant, d in json.loads(args.students).items():
         prov = Path(d) / "provenance.json"
         if prov.exists():
-            wall[variant] = float(read_json(prov)["wall_seconds"])
+            wall[variant] = float(read_json_object(prov, ("wall_seconds",))["wall_seconds"])
     df = table3(records, rows, steps)
     title, caption = "Table 3: few-step students (progressive distillation, RDD)", distill_caption(records, wall)
     write_table(df, args.out_stem, title, caption)

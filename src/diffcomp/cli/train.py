@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
-from pathlib import Path
-
-import numpy as np
 
 from ..models.config import TrainConfig, UNetArch
-from ..io import atomic_path
-from ..provenance import provenance, sha256_file
+from ..io import atomic_path, load_npz
+from ..provenance import provenance
 from ._common import keyed_state_dir, pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
@@ -42,7 +38,7 @@ def run(args) -> None:
     device = pick_device(args.device)
     arch = section(UNetArch, args.arch, "model.arch")
     cfg = section(TrainConfig, args.cfg, "model.train")
-    images = np.load(args.data)["images"]
+    images = load_npz(args.data, {"images": "uint8"})["images"]
     unet, scheduler = build_unet(arch), build_scheduler()
     # The resume state belongs to this exact setting: a changed config starts afresh.
     state_dir = keyed_state_dir(args.state_dir, [arch.__dict__, cfg.__dict__, str(args.data)])
@@ -52,14 +48,10 @@ def run(args) -> None:
                             max_seconds=args.max_minutes * 60 if args.max_minutes else None,
                             compile=args.compile)
     with atomic_path(args.out, suffix="") as tmp:
-        save_pipeline(ema, scheduler, tmp, provenance=None)
-        weights = Path(tmp) / "unet" / "diffusion_pytorch_model.safetensors"
-        rec = provenance(
+        save_pipeline(ema, scheduler, tmp, provenance=provenance(
             what="DDPM UNet (EMA weights) trained on the dataset by `diffcomp train`",
             arch=arch.__dict__, train_stats=stats, wall_seconds=time.time() - t0,
-            parameters=sum(p.numel() for p in ema.parameters()), sha256_unet=sha256_file(weights),
-        )
-        (Path(tmp) / "provenance.json").write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+            parameters=sum(p.numel() for p in ema.parameters())))
     if state_dir is not None:
         shutil.rmtree(state_dir, ignore_errors=True)
     log.info("saved %s (%.0f s)", args.out, time.time() - t0)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-
-import numpy as np
+from pathlib import Path
 
 from ..metrics.config import ClassifierTrainConfig
-from ..io import atomic_path
-from ..provenance import provenance, sha256_file
+from ..io import atomic_path, load_npz
+from ..provenance import provenance
 from ._common import pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
@@ -23,19 +22,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    import json
-    from pathlib import Path
-
     from ..metrics.classifier import save_classifier, train_classifier
 
     set_threads(args.threads)
     cfg = section(ClassifierTrainConfig, args.cfg, "feature_net.train")
     d = Path(args.data_dir)
-    tr, te = np.load(d / "train.npz"), np.load(d / "test.npz")
+    tr, te = (load_npz(d / f"{split}.npz", {"images": "uint8", "labels": None}) for split in ("train", "test"))
     model, stats = train_classifier((tr["images"], tr["labels"]), (te["images"], te["labels"]), cfg, device=pick_device(args.device))
     with atomic_path(args.out, suffix="") as tmp:
-        save_classifier(model, tmp)
-        rec = provenance(what="Fashion-MNIST feature classifier trained by `diffcomp train-classifier`", **stats,
-                         sha256=sha256_file(Path(tmp) / "model.safetensors"))
-        (Path(tmp) / "provenance.json").write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+        save_classifier(model, tmp, provenance(what="Fashion-MNIST feature classifier trained by `diffcomp train-classifier`",
+                                               **stats))
     log.info("test accuracy %.4f -> %s", stats["test_accuracy"], args.out)

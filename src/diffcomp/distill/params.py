@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..typedconfig import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
 
 @dataclass(frozen=True)
 class StageParams:
@@ -21,16 +23,16 @@ class StageParams:
     images, as the base model was trained.
     """
 
-    iters: int = 10_000
-    low_step_factor: int = 2
-    batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    iters: PositiveInt = 10_000
+    low_step_factor: PositiveInt = 2
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 5e-5
+    weight_decay: NonNegativeFloat = 0.0
+    grad_clip: PositiveFloat = 1.0
     clip_teacher_x0: bool = False
     hflip: bool = True
-    seed: int = 0
-    checkpoint_every: int = 500
+    seed: NonNegativeInt = 0
+    checkpoint_every: PositiveInt = 500
 
     def stage_iters(self, student_steps: int) -> int:
         """Iterations of the stage that produces a ``student_steps``-step student."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..io import save_torch
+from ..io import load_torch, save_torch
 from .targets import coefficients, pd_target, stage_times
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def distill_stage(
     state_path = Path(state_dir) / "stage_state.pt" if state_dir else None
     start = 0
     if state_path is not None and state_path.exists():
-        st = torch.load(state_path, map_location=device, weights_only=True)
+        st = load_torch(state_path, map_location=device)
         student.load_state_dict(st["student"])
         objective.load_state_dict(st["objective"])
         opt.load_state_dict(st["opt"])

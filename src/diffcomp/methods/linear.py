@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..calib.selectors import Calibration
 from ..calib.selectors.uniform import UniformParams
+from ..typedconfig import PositiveInt
 from . import quant_method
 
 
@@ -21,7 +22,7 @@ class LinearParams:
     """
 
     calibration: Calibration = Calibration("uniform", UniformParams(steps=20, per_step=256))
-    batch_size: int = 256
+    batch_size: PositiveInt = 256
 
 
 def spec_for(bits):

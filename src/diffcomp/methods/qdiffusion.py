@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated
 
 from ..calib.selectors import Calibration
 from ..calib.selectors.uniform import UniformParams
+from ..typedconfig import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 from . import quant_method
 
 log = logging.getLogger(__name__)
 
 _INIT = {"max": "minmax", "mse": "mse"}
+Bits = Annotated[int, Range(2, 16)]
 
 
 @dataclass(frozen=True)
@@ -53,25 +56,25 @@ class QDiffusionParams:
     a_init: str = "max"
     a_sym: bool = True
     running_stat: bool = False
-    a_init_samples: int = 64
+    a_init_samples: PositiveInt = 64
     a_init_quantized: bool = True
-    sm_bits: int = 8
+    sm_bits: Bits = 8
     sm_unsigned: bool = False
     quant_attention: bool = True
-    iters_w: int = 20000
-    iters_a: int = 5000
-    batch_size: int = 32
-    round_weight: float = 0.01
-    b_start: float = 20.0
-    b_end: float = 2.0
-    warmup: float = 0.2
-    lr_w: float = 1e-3
-    lr_a: float = 4e-4
-    p_w: float = 2.0
-    p_a: float = 2.4
+    iters_w: PositiveInt = 20000
+    iters_a: PositiveInt = 5000
+    batch_size: PositiveInt = 32
+    round_weight: NonNegativeFloat = 0.01
+    b_start: PositiveFloat = 20.0
+    b_end: PositiveFloat = 2.0
+    warmup: Fraction = 0.2
+    lr_w: PositiveFloat = 1e-3
+    lr_a: PositiveFloat = 4e-4
+    p_w: PositiveFloat = 2.0
+    p_a: PositiveFloat = 2.4
     asym_w: bool = True
     asym_a: bool = False
-    seed: int = 0
+    seed: NonNegativeInt = 0
 
     def __post_init__(self):
         for k in ("w_init", "a_init"):

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..weights import CLASSIFIER, PROVENANCE, verify_classifier
 from .config import ClassifierTrainConfig
 
 log = logging.getLogger(__name__)
@@ -108,21 +109,27 @@ def train_classifier(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarra
     return model, {"test_accuracy": acc, "seconds": time.time() - t0, "config": asdict(cfg)}
 
 
-def save_classifier(model: FMNISTClassifier, path: str | Path) -> None:
+def save_classifier(model: FMNISTClassifier, path: str | Path, provenance: dict | None = None) -> None:
+    """``model.safetensors`` and ``provenance.json`` (``provenance`` plus the weights' sha256,
+    which every later load checks)."""
+    import json
+
     from safetensors.torch import save_file
+
+    from ..provenance import sha256_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / CLASSIFIER.weights))
+    rec = {**(provenance or {}), CLASSIFIER.key: sha256_file(path / CLASSIFIER.weights)}
+    (path / PROVENANCE).write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def load_classifier(path: str | Path) -> FMNISTClassifier:
+    """The classifier in folder ``path``, its weights checked against the recorded sha256 first."""
     from safetensors.torch import load_file
 
-    path = Path(path)
-    weights = path / "model.safetensors"
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights} not found (feature network folder {path})")
+    weights = verify_classifier(path)
     model = FMNISTClassifier()
     model.load_state_dict(load_file(str(weights)))
     return model.eval().requires_grad_(False)

@@ -101,13 +101,19 @@ def compare(images: np.ndarray, ref: dict[str, np.ndarray], ext: Extractor, devi
             rng_seed: int = 2020) -> dict[str, float | None]:
     """FID, sFID, IS (mean, std over 10 splits), KID (mean, std) and precision/recall of
     ``images`` against the reference statistics ``ref``."""
+    return from_features(extract(images, ext, device), ref, ext.layers(), rng_seed)
+
+
+def from_features(f: dict[str, torch.Tensor], ref: dict[str, np.ndarray], layers: dict[str, str | None],
+                  rng_seed: int = 2020) -> dict[str, float | None]:
+    """The metrics of ``compare`` from the generated images' features ``f`` (per layer) and the
+    reference statistics: precision is the share of generated samples inside the reference
+    manifold, recall the share of reference samples inside the generated one."""
     from torch_fidelity.metric_isc import isc_features_to_metric
     from torch_fidelity.metric_kid import kid_features_to_metric
     from torch_fidelity.metric_prc import prc_features_to_metric
 
-    f = extract(images, ext, device)
-    layers = ext.layers()
-    n = len(images)
+    n = len(f[layers["fid"]])
     gen = _stats(f[layers["fid"]])
     out: dict[str, float | None] = {"fid": frechet(gen["mu"], gen["sigma"], ref["fid_mu"], ref["fid_sigma"])}
     if layers["sfid"] and "sfid_mu" in ref:

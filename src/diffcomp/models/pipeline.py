@@ -14,6 +14,10 @@ from typing import Any
 
 import torch
 
+from ..io import missing
+from ..provenance import sha256_file
+from ..weights import PIPELINE, PROVENANCE, verify_pipeline
+
 
 @dataclass
 class Pipeline:
@@ -34,18 +38,24 @@ def _subfolder(root: Path, name: str) -> str | None:
     return name if (root / name).is_dir() else None
 
 
-def load_pipeline(path: str | Path, device: str | torch.device = "cpu") -> Pipeline:
-    """Load a ``UNet2DModel`` + ``DDPMScheduler``/``DDIMScheduler`` folder written by ``save_pretrained``."""
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> Pipeline:
+    """Load a ``UNet2DModel`` + ``DDPMScheduler``/``DDIMScheduler`` folder written by ``save_pretrained``.
+
+    The UNet's safetensors weights are checked against the sha256 in the folder's provenance.json
+    first (``weights.verify``); only ``download_pipeline`` reads a fresh hub snapshot unchecked,
+    to convert it and record its checksum."""
     from diffusers import DDPMScheduler, UNet2DModel
 
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"model folder {root} does not exist")
-    unet = UNet2DModel.from_pretrained(root, subfolder=_subfolder(root, "unet"))
+        raise missing(root, "the model folder does not exist")
+    if verify:
+        verify_pipeline(root)
+    unet = UNet2DModel.from_pretrained(root, subfolder=_subfolder(root, "unet"), use_safetensors=True if verify else None)
     sched_sub = _subfolder(root, "scheduler")
     sched_cfg = (root / sched_sub / "scheduler_config.json") if sched_sub else (root / "scheduler_config.json")
     if not sched_cfg.exists():
-        raise FileNotFoundError(f"{root}: no scheduler_config.json (expected in scheduler/ or at the root)")
+        raise missing(sched_cfg, "a model folder has scheduler_config.json in scheduler/ or at its root")
     scheduler = DDPMScheduler.from_pretrained(root, subfolder=sched_sub)
     unet.eval().requires_grad_(False).to(device)
     return Pipeline(
@@ -57,26 +67,39 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu") -> Pipel
 
 
 def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = None) -> None:
-    """Write ``model_index.json``, ``unet/`` and ``scheduler/`` (a ``DDPMPipeline`` folder)."""
+    """Write ``model_index.json``, ``unet/``, ``scheduler/`` (a ``DDPMPipeline`` folder) and
+    ``provenance.json``: ``provenance`` plus the sha256 of the UNet's weights (``sha256_unet``),
+    which every later load checks."""
     from diffusers import DDPMPipeline
 
     path = Path(path)
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path, safe_serialization=True)
-    if provenance is not None:
-        (path / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    rec = {**(provenance or {}), PIPELINE.key: sha256_file(path / PIPELINE.weights)}
+    (path / PROVENANCE).write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def download_pipeline(repo_id: str, path: str | Path, revision: str | None = None) -> Path:
-    """Snapshot a hub repository into ``path`` (needs internet) and check that it loads."""
+    """Snapshot a hub repository (needs internet), load it (``.bin`` weights through diffusers'
+    ``weights_only`` loader) and convert it into a folder of this workflow's layout at ``path``:
+    safetensors weights whose sha256 is recorded in provenance.json (with the sha256 of every
+    downloaded file), like every other model folder."""
+    import tempfile
+
     from huggingface_hub import snapshot_download
 
-    out = Path(
-        snapshot_download(
-            repo_id=repo_id,
-            revision=revision,
-            local_dir=str(path),
-            allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.md"],
-        )
-    )
-    load_pipeline(out)  # fail here, not three rules later, if the snapshot is not a UNet pipeline
-    return out
+    with tempfile.TemporaryDirectory(prefix=".snapshot-", dir=Path(path).parent) as tmp:
+        snap = Path(snapshot_download(repo_id=repo_id, revision=revision, local_dir=tmp,
+                                      allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.md"]))
+        convert_snapshot(snap, path, {"what": f"hub model {repo_id} converted to safetensors by `diffcomp download`",
+                                      "hub_id": repo_id, "revision": revision})
+    return Path(path)
+
+
+def convert_snapshot(snapshot: str | Path, path: str | Path, provenance: dict) -> None:
+    """A model folder without a checksum record (a fresh hub snapshot, either layout) written as a
+    folder of this workflow's layout, with the sha256 of every source file and of the new weights."""
+    snap = Path(snapshot)
+    pipe = load_pipeline(snap, verify=False)  # fails here, not three rules later, if it is no UNet pipeline
+    sources = {str(f.relative_to(snap)): sha256_file(f) for f in sorted(snap.rglob("*"))
+               if f.is_file() and ".cache" not in f.parts}
+    save_pipeline(pipe.unet, pipe.scheduler, path, provenance={**provenance, "source_sha256": sources})

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from ..io import save_torch
+from ..io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def train_ddpm(
     start = 0
     state_path = Path(state_dir) / "train_state.pt" if state_dir else None
     if state_path is not None and state_path.exists():
-        st = torch.load(state_path, map_location=device, weights_only=True)
+        st = load_torch(state_path, map_location=device)
         unet.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])

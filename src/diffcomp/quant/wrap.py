@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..io import atomic_path
+from ..io import FileError, atomic_path, damaged, missing, one_line, tensors_digest
 from .attention import QuantAttnProcessor
 from .correction import EpsCorrection, attach
 from .layer import QuantLayer
@@ -22,7 +22,7 @@ from .module import apply_quant_states, check_initialized, quant_states
 from .spec import QuantSpec
 from .timestep import StepContext
 
-FORMAT = "diffcomp-quant/2"
+FORMAT = "diffcomp-quant/3"
 
 
 def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -111,27 +111,32 @@ def save_quantized(model: nn.Module, spec: QuantSpec, path: str | Path, meta: di
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     header = {"format": FORMAT, "spec": json.dumps(spec.to_dict(), sort_keys=True),
               "quant_state": json.dumps(quant_states(model), sort_keys=True),
-              "meta": json.dumps(meta or {}, sort_keys=True, default=str)}
+              "meta": json.dumps(meta or {}, sort_keys=True, default=str), "sha256": tensors_digest(state)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=header)
 
 
 def read_quantized(path: str | Path) -> tuple[QuantSpec, dict, dict, dict[str, torch.Tensor]]:
-    """(spec, quant switches, meta, state dict) of a file written by ``save_quantized``; a damaged
-    or foreign file is one error naming it."""
+    """(spec, quant switches, meta, state dict) of a file written by ``save_quantized``; a missing,
+    damaged (tensors that no longer match the digest in the header) or foreign file is one
+    ``FileError`` naming it."""
     from safetensors import safe_open
 
     path = Path(path)
+    if not path.is_file():
+        raise missing(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
             if header.get("format") != FORMAT:
                 raise ValueError(f"format {header.get('format')!r}, expected {FORMAT!r}")
             state = {k: f.get_tensor(k) for k in f.keys()}
+        if tensors_digest(state) != header.get("sha256"):
+            raise ValueError("its tensors do not match the sha256 in its header")
         spec = QuantSpec.from_dict(json.loads(header["spec"]))
         return spec, json.loads(header["quant_state"]), json.loads(header.get("meta", "{}")), state
     except Exception as e:  # safetensors, JSON and key errors alike
-        raise ValueError(f"{path}: not a readable quantized model ({type(e).__name__}: {e}); delete it to have it rebuilt") from None
+        raise damaged(path, f"not a readable quantized model: {type(e).__name__}: {e}") from None
 
 
 def load_quantized(fp_model: nn.Module, path: str | Path) -> nn.Module:
@@ -141,7 +146,7 @@ def load_quantized(fp_model: nn.Module, path: str | Path) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{path}: does not fit this FP model: {str(e)[:500]}") from None
+        raise FileError(f"{path} does not fit this FP model ({one_line(e)}): delete it and rerun") from None
     apply_quant_states(model, states)
     check_initialized(model)
     return model.eval()

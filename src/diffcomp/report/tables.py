@@ -7,7 +7,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..io import atomic_path, read_json, write_text
+from ..io import atomic_path, damaged, read_json_object, write_text
 from ..variant import BitSetting, Variant
 
 METRIC_COLUMNS = (("fid", "FID"), ("sfid", "sFID"), ("is", "IS"))
@@ -17,7 +17,9 @@ def load_metrics(paths: Sequence[str | Path]) -> dict[str, dict]:
     """``variant -> record`` from evaluate's JSON files."""
     out = {}
     for p in paths:
-        rec = read_json(p)
+        rec = read_json_object(p, ("variant", "metrics", "protocol"))
+        if not isinstance(rec["metrics"], dict) or not isinstance(rec["protocol"], dict):
+            raise damaged(p, "'metrics' and 'protocol' must be JSON objects")
         out[rec["variant"]] = rec
     return out
 
@@ -102,14 +104,37 @@ def protocol_caption(records: dict[str, dict]) -> str:
     )
 
 
+_MARKDOWN_SPECIAL = "\\`*_[]<>|"
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` as literal Markdown inline text (a ``|`` in a label must not open a table column)."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in str(text))
+
+
+def latex_escape(text: str) -> str:
+    """``text`` as literal LaTeX text (``&``, ``%``, ``_`` ... in a label or caption)."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def _relabel(df: pd.DataFrame, escape) -> pd.DataFrame:
+    out = df.rename(index=escape, columns=escape)
+    out.index.name = escape(df.index.name) if df.index.name else df.index.name
+    return out
+
+
 def write_table(df: pd.DataFrame, stem: str | Path, title: str, caption: str) -> None:
-    """``{stem}.csv``, ``{stem}.md`` and ``{stem}.tex``."""
+    """``{stem}.csv``, ``{stem}.md`` and ``{stem}.tex``; labels are escaped for Markdown and LaTeX
+    (the config refuses labels that are not one line)."""
     stem = Path(stem)
     with atomic_path(stem.with_suffix(".csv")) as tmp:
         df.to_csv(tmp, float_format="%.4g")
-    md = f"## {title}\n\n{df.to_markdown(floatfmt='.3g')}\n\n{caption}\n"
+    md = f"## {title}\n\n{_relabel(df, markdown_escape).to_markdown(floatfmt='.3g')}\n\n{caption}\n"
     write_text(stem.with_suffix(".md"), md)
-    tex = df.to_latex(float_format="%.2f", na_rep="--", caption=f"{title}. {caption}".replace("_", r"\_"))
+    tex = _relabel(df, latex_escape).to_latex(float_format="%.2f", na_rep="--", caption=latex_escape(f"{title}. {caption}"))
     write_text(stem.with_suffix(".tex"), tex)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...typedconfig import ConfigError
+from ...typedconfig import ConfigError, PositiveInt
 from . import selector
 
 
@@ -14,8 +14,8 @@ class UniformParams:
     """Every ``S // steps``-th sampling step from the noisiest, ``per_step`` random trajectories at
     each (Q-Diffusion: 20 x 256 for 100 DDIM steps, README ``--cali_st 20 --cali_n 256``)."""
 
-    steps: int = 20
-    per_step: int = 256
+    steps: PositiveInt = 20
+    per_step: PositiveInt = 256
 
     def check_against(self, cfg: Any, where: str) -> None:
         if self.steps > cfg.sampler.steps:

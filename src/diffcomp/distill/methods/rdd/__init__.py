@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ....typedconfig import NonNegativeFloat, PositiveFloat, PositiveInt
 from .. import distiller
 from ...params import StageParams
 
@@ -29,19 +30,23 @@ class RDDParams(StageParams):
     * ``mse_weight`` x PD's loss: 0 in the released script (no ``--logits``).
     """
 
-    iters: int = 20_000
-    low_step_factor: int = 1
-    temperature: float = 0.9
-    feature_weight: float = 1.0
-    intra_weight: float = 1.0
-    intra_temperature: float = 1.0
-    memory_weight: float = 0.1
-    memory_size: int = 20_000
-    memory_update: int = 128
-    anchors: int = 4096
-    contrast_temperature: float = 0.1
-    kd_temperature: float = 1.0
-    mse_weight: float = 0.0
+    iters: PositiveInt = 20_000
+    low_step_factor: PositiveInt = 1
+    temperature: PositiveFloat = 0.9
+    feature_weight: NonNegativeFloat = 1.0
+    intra_weight: NonNegativeFloat = 1.0
+    intra_temperature: PositiveFloat = 1.0
+    memory_weight: NonNegativeFloat = 0.1
+    memory_size: PositiveInt = 20_000
+    memory_update: PositiveInt = 128
+    anchors: PositiveInt = 4096
+    contrast_temperature: PositiveFloat = 0.1
+    kd_temperature: PositiveFloat = 1.0
+    mse_weight: NonNegativeFloat = 0.0
+
+    def __post_init__(self):
+        if self.anchors > self.memory_size:
+            raise ValueError(f"anchors ({self.anchors}) must not exceed memory_size ({self.memory_size})")
 
 
 def load_features(name: str, path: str):

@@ -1,0 +1,93 @@
+"""Model folders, their weight files and the checksums recorded beside them (torch-free).
+
+Every model the workflow uses is a folder whose ``provenance.json`` records the sha256 of its
+weights: a diffusion pipeline (shipped, trained, distilled, downloaded and converted; key
+``sha256_unet``) or the feature classifier (key ``sha256``). ``verify`` checks the weights
+against that record before anything is loaded, and the rules depend on ``files(folder)`` (the
+weight file, its config, the record) rather than on the folder, so a changed file reruns what
+depends on it. The Snakefile, the config checks and the loaders share these definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .io import FileError, damaged, missing, read_json_object
+from .provenance import sha256_file
+
+PROVENANCE = "provenance.json"
+UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
+CLASSIFIER_WEIGHTS = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of model folder: its weight file and config files (relative to the folder) and the
+    provenance key holding the weights' sha256."""
+
+    name: str
+    weights: str
+    configs: tuple[str, ...]
+    key: str
+
+
+PIPELINE = Kind("diffusion model", f"unet/{UNET_WEIGHTS}", ("unet/config.json", "scheduler/scheduler_config.json"),
+                "sha256_unet")
+# A single-model hub layout (google/ddpm-cifar10-32): the UNet and the scheduler config at the root.
+FLAT_PIPELINE = Kind("diffusion model", UNET_WEIGHTS, ("config.json", "scheduler_config.json"), "sha256_unet")
+CLASSIFIER = Kind("feature network", CLASSIFIER_WEIGHTS, (), "sha256")
+
+
+def pipeline_kind(folder: str | Path) -> Kind:
+    """The layout of a diffusion model folder (folders still to be written get ``unet/``)."""
+    root = Path(folder)
+    return FLAT_PIPELINE if root.is_dir() and not (root / "unet").is_dir() else PIPELINE
+
+
+def files(folder: str | Path, kind: Kind) -> list[str]:
+    """What a job reading the model depends on: weights, configs and the checksum record."""
+    return [str(Path(folder) / f) for f in (kind.weights, *kind.configs, PROVENANCE)]
+
+
+def pipeline_files(folder: str | Path) -> list[str]:
+    return files(folder, pipeline_kind(folder))
+
+
+def classifier_files(folder: str | Path) -> list[str]:
+    return files(folder, CLASSIFIER)
+
+
+def record(folder: str | Path, kind: Kind) -> str:
+    """The sha256 of the weights recorded in the folder's provenance.json."""
+    prov = Path(folder) / PROVENANCE
+    remedy = f"restore it, or record the sha256 of {Path(folder) / kind.weights} under {kind.key!r}"
+    if not prov.is_file():
+        raise missing(prov, f"every model folder records the sha256 of its weights there ({remedy})")
+    value = read_json_object(prov, (kind.key,), remedy).get(kind.key)
+    if not isinstance(value, str) or len(value) != 64:
+        raise damaged(prov, f"{kind.key!r} is not a sha256", remedy)
+    return value
+
+
+def verify(folder: str | Path, kind: Kind) -> Path:
+    """Check the folder's weights against the sha256 its provenance.json records; returns the
+    weight file. A missing, changed or damaged file is one ``FileError`` naming it."""
+    weights = Path(folder) / kind.weights
+    expected = record(folder, kind)
+    if not weights.is_file():
+        raise missing(weights, f"the {kind.name} in {folder} has no weights")
+    actual = sha256_file(weights)
+    if actual != expected:
+        raise FileError(f"{weights} does not match the sha256 recorded in {Path(folder) / PROVENANCE} "
+                        f"({actual[:12]}... instead of {expected[:12]}...): the file is damaged or was replaced; "
+                        "restore it (git checkout, or delete it and rerun for a generated model)")
+    return weights
+
+
+def verify_pipeline(folder: str | Path) -> Path:
+    return verify(folder, pipeline_kind(folder))
+
+
+def verify_classifier(folder: str | Path) -> Path:
+    return verify(folder, CLASSIFIER)

@@ -215,7 +215,7 @@ BAD_VALUES = [
      "config key 'distillation.steps': repeated step count"),
     ("repeated chain steps", lambda r: r["distillation"]["methods"]["rdd"].update(steps=[2, 1, 1]),
      "config key 'distillation.methods.rdd.steps': repeated step count"),
-    ("repeated bit setting", lambda r: _methods(r)["linear"].update(bits=[{"w": 8, "a": 8}, {"w": 8, "a": 8}]),
+    ("repeated bit setting", lambda r: _methods(r)["linear"].update(bits=[{"w": 4, "a": 8}, {"w": 4, "a": 8}]),
      "config key 'quantization.methods.linear.bits': repeated bit setting"),
     ("sampler beyond the schedule", lambda r: r["sampler"].update(steps=1001), "config key 'sampler.steps': 1001 is more than"),
     ("chain that is its own teacher", lambda r: r["distillation"]["methods"]["rdd"].update(teacher="rdd"),

@@ -233,6 +233,17 @@ def _damaged_inputs(tmp_path, tiny_pipeline_dir, tiny_unet):
           "--bits", "w8a8", "--out", out, "--device", "cpu"], r / "calib/trajectories.safetensors"),
         (["sample", "--model", model, "--quantized", str(r / "quant/linear-w8a8.safetensors"), "--start", "0", "--end", "2",
           "--out", out, "--device", "cpu"], r / "quant/linear-w8a8.safetensors"),
+        (["correct", "--model", model, "--quantized", str(r / "quant/linear-w8a8.safetensors"), "--trajectories",
+          str(r / "calib/trajectories.safetensors"), "--bias-correction", "--out", out, "--device", "cpu"],
+         r / "quant/linear-w8a8.safetensors"),
+        (["correct", "--model", model, "--quantized", str(r / "quant/linear-w8a8.safetensors"), "--trajectories",
+          str(r / "calib/trajectories.safetensors"), "--bias-correction", "--out", out, "--device", "cpu"],
+         r / "calib/trajectories.safetensors"),
+        *[(["diagnose", "--model", model, "--quantized", str(r / "quant/linear-w8a8.safetensors"), "--heldout",
+            str(r / "calib/trajectories.safetensors"), "--samples", str(r / "samples/fp/samples.npz"), "--fp-samples",
+            str(r / "samples/fp/shard-0.npz"), "--variant", "linear-w8a8", "--out", out, "--device", "cpu"], f)
+          for f in (r / "quant/linear-w8a8.safetensors", r / "calib/trajectories.safetensors",
+                    r / "samples/fp/samples.npz", r / "samples/fp/shard-0.npz")],
     ]
 
 

@@ -35,10 +35,10 @@ def run(args) -> None:
     set_threads(args.threads)
     device = pick_device(args.device)
     spec, _, meta, _ = read_quantized(args.quantized)
+    traj = Trajectories.load(args.trajectories)
     pipe = load_pipeline(args.model, device="cpu")
     fp = pipe.unet.to(device).eval()
     model = load_quantized(pipe.unet, args.quantized).to(device).eval()
-    traj = Trajectories.load(args.trajectories)
     t0 = time.time()
     shifts = {}
     if args.bias_correction:  # on every input of the trajectories

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ..io import write_json
+from ..io import load_npz, write_json
 from ._common import pick_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,12 @@ def run(args) -> None:
 
     set_threads(args.threads)
     device = pick_device(args.device)
+    a = load_npz(args.samples, {"images": "uint8", "indices": None})
+    b = load_npz(args.fp_samples, {"images": "uint8", "indices": None})
+    traj = Trajectories.load(args.heldout)
     pipe = load_pipeline(args.model, device="cpu")
     fp = pipe.unet.to(device).eval()
     q = load_quantized(pipe.unet, args.quantized).to(device).eval()
-    traj = Trajectories.load(args.heldout)
     steps = []
     with torch.no_grad():
         for s in range(traj.xs.shape[0]):
@@ -50,7 +52,6 @@ def run(args) -> None:
                 qs.append(q(x, tt).sample.float().cpu())
                 fs.append(fp(x, tt).sample.float().cpu())
             steps.append({"step": s, "t": t, **eps_stats(torch.cat(qs), torch.cat(fs))})
-    a, b = np.load(args.samples), np.load(args.fp_samples)
     if not np.array_equal(a["indices"], b["indices"]):
         raise SystemExit(f"{args.samples} and {args.fp_samples} hold different image indices (seeds)")
     rec = {"variant": args.variant, "n_heldout": int(traj.xs.shape[1]), "per_step": steps,

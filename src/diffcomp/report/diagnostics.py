@@ -7,13 +7,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..io import atomic_path, read_json
+from ..io import atomic_path, read_json_object
 
 MIN_T = 100  # the acceptance band: every step t >= 100 (t = 0 predicts noise from a clean image)
 
 
 def load_diagnostics(paths: Sequence[str | Path]) -> dict[str, dict]:
-    return {rec["variant"]: rec for rec in (read_json(p) for p in paths)}
+    return {rec["variant"]: rec for rec in (read_json_object(p, ("variant", "per_step", "samples")) for p in paths)}
 
 
 def diagnostics_table(diags: dict[str, dict], labels: dict[str, str]) -> pd.DataFrame:

@@ -142,9 +142,8 @@ def load_metric_sets(paths: Sequence[str | Path]) -> list[dict[str, dict]]:
     """evaluate's JSON files grouped into seed sets (by ``protocol.seed``, in order of first
     appearance): ``[{variant: record}]``, one mapping per seed set."""
     sets: dict[object, dict[str, dict]] = {}
-    for p in paths:
-        rec = read_json(p)
-        sets.setdefault(rec.get("protocol", {}).get("seed"), {})[rec["variant"]] = rec
+    for variant, rec in ((r["variant"], r) for p in paths for r in load_metrics([p]).values()):
+        sets.setdefault(rec["protocol"].get("seed"), {})[variant] = rec
     return list(sets.values())
 
 

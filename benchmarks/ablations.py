@@ -59,7 +59,7 @@ def qd_custom(v, fp, traj, bits):
     set_quant_state(model, True, False)
     reconstruct(model, fp, batches, run, weights, dev, w_units)
     if v.get("bc_after_w"):
-        correct_biases(model, fp, batches, run)
+        correct_biases(model, fp, (xs.to(dev), ts.to(dev)), run)
     set_quant_state(model, True, True)
     gen = torch.Generator().manual_seed(p.seed)
     pick = torch.randperm(len(xs), generator=gen)[: p.a_init_samples]
@@ -112,8 +112,7 @@ for v in variants:
             model, spec, *_ = entry.recipe(fp, traj, BitSetting.parse(v["bits"]), params, device=dev)
         if v.get("bc"):
             bcx, bct = traj.xs.flatten(0, 1), traj.ts.repeat_interleave(traj.xs.shape[1])
-            bcb = [(bcx[i:i + 320].to(dev), bct[i:i + 320].to(dev)) for i in range(0, len(bcx), 320)]
-            correct_biases(model, fp, bcb, lambda m, b: m(*b).sample)
+            correct_biases(model, fp, (bcx.to(dev), bct.to(dev)), lambda m, b: m(*b).sample)
         if v.get("correction", "none") != "none":
             model, spec = with_correction(model, fp, spec, traj, per_pixel=v["correction"] == "pixel")
     model = model.to(dev).eval()

@@ -88,3 +88,38 @@ def test_correction_attached_to_a_unet_fits_and_round_trips(tiny_unet, tmp_path)
     with torch.no_grad():
         assert torch.equal(loaded(traj.xs[0], traj.ts[0]).sample, out)
         assert torch.equal(loaded(traj.xs[0], traj.ts[0], return_dict=False)[0], out)
+
+
+def test_bias_correction_makes_every_layers_mean_output_the_fp_layers(tiny_unet):
+    from diffcomp.quant.bias_correction import correct_biases
+    from diffcomp.quant.calibrate import init_activations, init_weights
+    from diffcomp.quant.module import quant_modules
+    from diffcomp.quant.spec import QuantizerConfig, QuantSpec
+    from diffcomp.quant.wrap import quantize_model
+
+    torch.manual_seed(0)
+    model = quantize_model(tiny_unet, QuantSpec(QuantizerConfig(3, per_channel=True), QuantizerConfig(4)))
+    batch = (torch.randn(12, 1, 32, 32), torch.tensor([900, 500, 100] * 4))
+    run = lambda m, b: m(*b).sample  # noqa: E731
+    init_weights(model)
+    init_activations(model, [batch], run)
+    layers = [n for n, m in quant_modules(model) if m.allow_weights and m.bias is not None]
+
+    def means(m):
+        rec = {}
+        hs = [m.get_submodule(n).register_forward_hook(
+            lambda mod, a, o, n=n: rec.__setitem__(n, o.double().mean(dim=[d for d in range(o.dim()) if d != (o.dim() - 1 if o.dim() == 3 or isinstance(getattr(mod, "module", mod), torch.nn.Linear) else 1)])))
+            for n in layers]
+        with torch.no_grad():
+            run(m, batch)
+        for h in hs:
+            h.remove()
+        return rec
+
+    fp, before = means(tiny_unet), means(model)
+    assert max(float((before[n] - fp[n]).abs().max()) for n in layers) > 1e-3
+    shifts = correct_biases(model, tiny_unet, batch, run)
+    assert set(shifts) == set(layers)
+    after = means(model)
+    for n in layers:  # on the data it was fitted on, with every earlier layer corrected too
+        assert torch.allclose(after[n], fp[n], atol=1e-4), n

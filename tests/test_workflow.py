@@ -244,7 +244,7 @@ def test_a_new_method_is_one_module_and_reruns_no_other_job(micro_run, tmp_path)
     cfg = wd / "tests/configs/micro.yaml"
     raw = yaml.safe_load(cfg.read_text())
     raw["quantization"]["methods"]["throwaway"] = {"bits": [{"w": 4, "a": 8}]}
-    cfg.write_text(yaml.safe_dump(raw))
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     expected = {"quantize": 1, "sample_shard": 2, "gather": 1, "evaluate": 1, "diagnose": 1, "table1": 1}
     assert planned_jobs(snakemake(wd, *MICRO, "-n", "results/table1.csv", "results/table3.csv")) == expected
     snakemake(wd, *MICRO, "results/table1.csv", "results/table3.csv")
@@ -304,7 +304,7 @@ def test_killed_sample_job_resumes_without_recomputing(micro_run, tmp_path):
     raw = yaml.safe_load((wd / "tests/configs/micro.yaml").read_text())
     raw["sampler"]["steps"] = 20
     raw["evaluation"]["batch_size"] = 2
-    cfg.write_text(yaml.safe_dump(raw))
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     target = "results/samples/fp/shard-0.npz"
     state = wd / "results/state/samples/fp/shard-0"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile=tests/configs/slow.yaml", target]

@@ -17,7 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--bias-correction", action="store_true", help="make each layer's mean output the FP layer's")
     p.add_argument("--eps-correction", default="none", choices=["none", "channel", "pixel"],
                    help="per-timestep gain and bias of the noise prediction")
-    p.add_argument("--batch-size", type=int, default=320)
+    p.add_argument("--max-inputs", type=int, default=1024,
+                   help="bias correction runs on at most this many trajectory inputs, evenly spaced (one batch)")
     p.add_argument("--out", required=True, help="corrected quantized model (.safetensors)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
@@ -41,11 +42,12 @@ def run(args) -> None:
     model = load_quantized(pipe.unet, args.quantized).to(device).eval()
     t0 = time.time()
     shifts = {}
-    if args.bias_correction:  # on every input of the trajectories
+    if args.bias_correction:  # on the trajectories' inputs, every step, as one batch
+        import torch
+
         xs, ts = traj.xs.flatten(0, 1), traj.ts.repeat_interleave(traj.xs.shape[1])
-        batches = [(xs[i : i + args.batch_size].to(device), ts[i : i + args.batch_size].to(device))
-                   for i in range(0, len(xs), args.batch_size)]
-        shifts = correct_biases(model, fp, batches, lambda m, b: m(*b).sample)
+        pick = torch.linspace(0, len(xs) - 1, min(len(xs), args.max_inputs)).round().long()
+        shifts = correct_biases(model, fp, (xs[pick].to(device), ts[pick].to(device)), lambda m, b: m(*b).sample)
     if args.eps_correction != "none":
         model, spec = with_correction(model, fp, spec, traj, per_pixel=args.eps_correction == "pixel")
     seconds = time.time() - t0

@@ -23,8 +23,10 @@ from diffcomp.variant import Variant, export_path, quant_state_path, student_dir
 # syntax error without its line); the default is read below. Read them strictly first, so a
 # repeated key or a syntax error is one message naming the file and line.
 try:
-    for _file in workflow.overwrite_configfiles or ["config/default.yaml"]:
+    for _file in workflow.overwrite_configfiles:
         read_yaml(Path(workflow.basedir) / _file)
+    if not workflow.overwrite_configfiles:  # this file's own default (also when used as a module)
+        read_yaml(Path(workflow.current_basedir) / "config/default.yaml")
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}")
 

@@ -405,7 +405,9 @@ def test_a_lost_or_damaged_metrics_file_is_rebuilt_or_named(micro_run, tmp_path)
     wd = finished_copy(micro_run, tmp_path)
     (wd / "results/metrics/linear-w8a8.json").unlink()
     (wd / "results/grids/fp.png").unlink()
-    assert planned_jobs(snakemake(wd, *MICRO, "-n")) == {"gather": 1, "evaluate": 2, "table1": 1, "all": 1}
+    report_pages = {"samples_figure": 2, "job_times": 1, "run_info": 1}  # the fixture built the tables only
+    assert planned_jobs(snakemake(wd, *MICRO, "-n")) == {"gather": 1, "evaluate": 2, "diagnose": 4, "table1": 1,
+                                                          **report_pages, "all": 1}  # diagnose reads the FP samples
     (wd / "results/grids/fp.png").write_bytes((micro_run / "results/grids/fp.png").read_bytes())
     shutil.copy2(micro_run / "results/metrics/linear-w8a8.json", wd / "results/metrics/linear-w8a8.json")
     metrics = wd / "results/metrics/pd-s1.json"
@@ -498,7 +500,7 @@ def test_report_of_the_micro_run_opens_in_a_headless_browser(micro_run, tmp_path
             for name in ["table1.html", "table3.html", "run_info.html"]:
                 assert names.get(name) == "text/html", name
             for name in ["fid_vs_bits.png", "fid_vs_steps.png", "samples_table1.png", "samples_table3.png",
-                         "job_times.png", "fp.png", "qdiffusion-w4a8.png", "rdd-s1.png"]:
+                         "job_times.png", "fp.png", "qdiffusion-w4a8.png", "rdd-s1.png", "eps_vs_timestep.png"]:
                 assert names.get(name) == "image/png", name
             assert sorted(page.evaluate("Object.keys(categories)")) == [
                 "Run (config, code version, job times)", "Table 1 (post-training quantization)",
@@ -510,7 +512,7 @@ def test_report_of_the_micro_run_opens_in_a_headless_browser(micro_run, tmp_path
             frame = next(f for f in page.frames if "table1.html" in f.url)
             frame.wait_for_selector("table caption")
             assert frame.inner_text("caption") == "Table 1: post-training quantization"
-            assert frame.locator("tbody tr").count() == 3
+            assert frame.locator("tbody tr").count() == 4  # FP, Linear Quant, Q-Diffusion, Linear + fixes
             assert "samples per variant: 32" in frame.inner_text("p.protocol")
             page.screenshot(path=str(tmp_path / "report-table1.png"))
         finally:

@@ -25,7 +25,9 @@ from diffcomp.variant import Variant, export_path, quant_state_path, student_dir
 try:
     for _file in workflow.overwrite_configfiles:
         read_yaml(Path(workflow.basedir) / _file)
-    if not workflow.overwrite_configfiles:  # this file's own default (also when used as a module)
+    if (
+        not workflow.overwrite_configfiles
+    ):  # this file's own default (also when used as a module)
         read_yaml(Path(workflow.current_basedir) / "config/default.yaml")
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}")

@@ -589,4 +589,5 @@ rule summary:
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     plan = planned_jobs(p)
     assert plan["summary"] == 1 and plan["dc_table1"] == 1 and plan["dc_table3"] == 1
-    assert plan["dc_quantize"] == 6 and plan["dc_samples_figure"] == 2 and plan["dc_run_info"] == 1
+    assert plan["dc_quantize"] == 7 and plan["dc_correct"] == 5 and plan["dc_samples_figure"] == 2
+    assert plan["dc_run_info"] == 1

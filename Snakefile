@@ -79,6 +79,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     download,
+    fetch_checkpoint,
     gather,
     table1,
     table3,

@@ -17,21 +17,41 @@ from .models.config import SamplerConfig, TrainConfig, UNetArch
 from .variant import BitSetting, Variant
 
 __all__ = [
-    "CalibrationConfig", "ClassifierTrainConfig", "Config", "DatasetConfig", "DistillationConfig", "DistillFeatureNet",
+    "CalibrationConfig", "CheckpointConfig", "ClassifierTrainConfig", "Config", "DatasetConfig", "DistillationConfig", "DistillFeatureNet",
     "DistillMethodConfig", "EvaluationConfig", "FeatureNetConfig", "Instance", "MethodConfig", "ModelConfig",
     "QuantizationConfig", "ResourceSpec", "SamplerConfig", "TrainConfig", "UNetArch",
 ]
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """An original DDPM checkpoint (the DDIM code's ``Model`` layout) fetched from ``url``, checked
+    against ``md5`` (or ``sha256``) and converted into ``resources/models/{name}`` with the
+    linear beta schedule given here. Defaults: the EMA CIFAR-10 model of Ho et al. that the
+    Q-Diffusion and EDA-DM code download (``ema_diffusion_cifar10_model/model-790000.ckpt``)."""
+
+    name: str = "ddpm-ema-cifar10"
+    url: str = "https://heibox.uni-heidelberg.de/f/2e4f01e2d9ee49bab1d5/?dl=1"
+    md5: str | None = "1fa350b952534ae442b1d5235cce5cd3"
+    sha256: str | None = None
+    sample_size: int = 32
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    timesteps: int = 1000
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The full-precision model. ``shipped``: the folder ``path`` in the repository;
-    ``train``: trained by the ``train`` rule; ``hub``: ``from_pretrained`` of ``hub_id``."""
+    ``train``: trained by the ``train`` rule; ``hub``: ``from_pretrained`` of ``hub_id``;
+    ``checkpoint``: an original checkpoint fetched and converted (rules ``fetch_checkpoint``,
+    ``convert``)."""
 
     source: str = "shipped"
     path: str | None = "resources/models/fmnist-ddpm"
     hub_id: str | None = None
     revision: str | None = None
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     arch: UNetArch = field(default_factory=UNetArch)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -39,11 +59,13 @@ class ModelConfig:
 @dataclass(frozen=True)
 class FeatureNetConfig:
     """The network metrics are measured in: ``fmnist-classifier`` (offline default, shipped
-    or trained) or ``inception-v3-compat`` (the papers' protocol, torch-fidelity's weights)."""
+    or trained) or ``inception-v3-compat`` (the papers' protocol: torch-fidelity's Inception,
+    its weights from ``weights_path``, or downloaded by torch-fidelity when that is null)."""
 
     name: str = "fmnist-classifier"
     source: str = "shipped"
     path: str | None = "resources/models/fmnist-classifier"
+    weights_path: str | None = None
     train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
 
 
@@ -136,7 +158,9 @@ class DistillationConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """Samples per variant, shards (seeds are ``seed + image index``), and the reference split."""
+    """Samples per variant, shards (seeds are ``seed + image index``), and the reference: a
+    dataset split (``train`` or ``test``) or an ``.npz`` in the ADM evaluator's reference-batch
+    format (``mu``, ``sigma``, ``mu_s``, ``sigma_s``; images ``arr_0`` optional)."""
 
     n_samples: int = 50_000
     shard_size: int = 1000

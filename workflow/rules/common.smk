@@ -4,6 +4,7 @@
 # names a method, so a new method needs no change here.
 import dataclasses
 import os
+import re
 import shlex
 
 from diffcomp.distill.methods import DISTILLERS
@@ -49,6 +50,8 @@ def fp_model_dir():
         return CFG.model.path
     if src == "train":
         return "results/models/fp-trained"
+    if src == "checkpoint":
+        return f"resources/models/{CFG.model.checkpoint.name}"
     return f"resources/hub/{CFG.model.hub_id}"
 
 

@@ -52,6 +52,62 @@ rule download:
         '"$DIFFCOMP_PY" -m diffcomp.cli download --hub-id {params.hub_id:q} {params.revision} --out {params.out:q} 2> {log:q}'
 
 
+# An original DDPM checkpoint (the papers' EMA CIFAR-10 model by default): fetched from its URL
+# and checked against its published checksum (a local rule: it needs the internet), then
+# converted into a diffusers folder.
+rule fetch_checkpoint:
+    wildcard_constraints:
+        ckpt=re.escape(CFG.model.checkpoint.name),
+    output:
+        ckpt="resources/checkpoints/{ckpt}.ckpt",
+        record="resources/checkpoints/{ckpt}.ckpt.json",
+    log:
+        "logs/fetch/{ckpt}.log",
+    benchmark:
+        "results/benchmarks/fetch/{ckpt}.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        **job_resources("fetch"),
+    params:
+        url=CFG.model.checkpoint.url,
+        checksum=(
+            f"--md5 {CFG.model.checkpoint.md5}"
+            if CFG.model.checkpoint.md5
+            else f"--sha256 {CFG.model.checkpoint.sha256}"
+        ),
+    shell:
+        '"$DIFFCOMP_PY" -m diffcomp.cli fetch --url {params.url:q} {params.checksum} --out {output.ckpt:q} 2> {log:q}'
+
+
+rule convert:
+    wildcard_constraints:
+        ckpt=re.escape(CFG.model.checkpoint.name),
+    input:
+        ckpt="resources/checkpoints/{ckpt}.ckpt",
+        record="resources/checkpoints/{ckpt}.ckpt.json",
+    output:
+        model_outputs("resources/models/{ckpt}"),
+    log:
+        "logs/convert/{ckpt}.log",
+    benchmark:
+        "results/benchmarks/convert/{ckpt}.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        **job_resources("convert"),
+    params:
+        out=lambda w, output: folder_of(output),
+        ck=CFG.model.checkpoint,
+        code=code("convert"),
+    shell:
+        '"$DIFFCOMP_PY" -m diffcomp.cli convert --checkpoint {input.ckpt:q} --sample-size {params.ck.sample_size}'
+        " --beta-start {params.ck.beta_start} --beta-end {params.ck.beta_end} --timesteps {params.ck.timesteps}"
+        " --out {params.out:q} 2> {log:q}"
+
+
 rule train_classifier:
     input:
         train="results/data/train.npz",

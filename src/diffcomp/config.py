@@ -241,6 +241,10 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
                           f"are {cfg.n_shards()} sample jobs per variant, more than {MAX_SHARDS}; raise shard_size")
     if cfg.model.source == "hub" and not cfg.model.hub_id:
         raise ConfigError("config key 'model.hub_id': required when model.source is 'hub'")
+    ds = cfg.dataset
+    if ds.name == "cifar10" and (ds.source != "torchvision" or ds.image_size != 32):
+        raise ConfigError("config key 'dataset.source': cifar10 is read through torchvision (source: torchvision, "
+                          "image_size: 32) into its own root")
     ck = cfg.model.checkpoint
     if cfg.model.source == "checkpoint" and bool(ck.md5) == bool(ck.sha256):
         raise ConfigError("config key 'model.checkpoint.md5': give exactly one of md5 and sha256 (the download is "

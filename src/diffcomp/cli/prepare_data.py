@@ -1,4 +1,5 @@
-"""Read the dataset (Debian's files or torchvision's download), pad to 32x32, write npz splits."""
+"""Read the dataset (Fashion-MNIST: Debian's files or torchvision's download, padded to 32x32;
+CIFAR-10: torchvision's download, checksum-verified), write npz splits."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import logging
 from pathlib import Path
 
 from ..data.config import DatasetConfig
-from ..data.fmnist import load_split
 from ..io import save_npz, write_json
 from ._common import section
 
@@ -18,12 +18,22 @@ def add_arguments(p) -> None:
     p.add_argument("--out-dir", required=True)
 
 
+def load(cfg: DatasetConfig, split: str):
+    if cfg.name == "cifar10":
+        from ..data.cifar10 import load_split as load_cifar
+
+        return load_cifar(split, cfg.root)
+    from ..data.fmnist import load_split
+
+    return load_split(split, cfg.source, cfg.root, cfg.image_size)
+
+
 def run(args) -> None:
     cfg = section(DatasetConfig, args.cfg, "dataset")
     out = Path(args.out_dir)
     counts = {}
     for split in ("train", "test"):
-        images, labels = load_split(split, cfg.source, cfg.root, cfg.image_size)
+        images, labels = load(cfg, split)
         save_npz(out / f"{split}.npz", images=images, labels=labels)
         counts[split] = int(images.shape[0])
         log.info("%s: %d images %s", split, images.shape[0], images.shape[1:])

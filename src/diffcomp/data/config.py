@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Where the images come from. ``debian``: IDX files under ``root`` (offline);
-    ``torchvision``: downloaded into ``root``."""
+    """Where the images come from. ``fashion-mnist``: ``debian`` (IDX files under ``root``,
+    offline) or ``torchvision`` (downloaded into ``root``); ``cifar10``: ``torchvision`` only
+    (downloaded into ``root`` unless ``root/cifar-10-batches-py`` is there; every batch file's
+    md5 is checked before it is read)."""
 
     name: str = "fashion-mnist"
     source: str = "debian"

@@ -281,6 +281,14 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         if not (p / CLASSIFIER.weights).is_file():
             raise ConfigError(f"config key 'feature_net.path': {p} holds no {CLASSIFIER.weights}")
         _verify("feature_net.path", p, CLASSIFIER)
+    w = cfg.feature_net.weights_path
+    if cfg.feature_net.name == "inception-v3-compat" and w and not _resolve(w, base).is_file():
+        raise ConfigError(f"config key 'feature_net.weights_path': {_resolve(w, base)} does not exist (torch-fidelity's "
+                          "weights-inception-2015-12-05-6726825d.pth; null lets torch-fidelity download it)")
+    ref = cfg.evaluation.reference
+    if ref.endswith(".npz") and not _resolve(ref, base).is_file():
+        raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} does not exist (an ADM reference "
+                          "batch .npz, or train / test)")
     if cfg.distillation.feature_net is not None:
         p = _resolve(cfg.distillation.feature_net.path, base)
         if not (p / CLASSIFIER.weights).is_file():

@@ -68,7 +68,44 @@ def feature_net_dir():
 
 
 def feature_net_files():
+    """The feature network's files: the classifier folder's, or torch-fidelity's Inception
+    weights file (none when torch-fidelity downloads its default weights)."""
+    if CFG.feature_net.name == "inception-v3-compat":
+        w = CFG.feature_net.weights_path
+        return [w] if w else []
     return classifier_files(feature_net_dir())
+
+
+def feature_net_arg(input):
+    """``--weights X`` for the metric verbs: the classifier folder or the Inception weights file."""
+    if not input.net:
+        return ""
+    w = (
+        input.net[0]
+        if CFG.feature_net.name == "inception-v3-compat"
+        else folder_of(input.net)
+    )
+    return f"--weights {shlex.quote(w)}"
+
+
+def reference_is_npz():
+    return CFG.evaluation.reference.endswith(".npz")
+
+
+def reference_input():
+    """A dataset split's images, or an ADM reference batch (.npz)."""
+    if reference_is_npz():
+        return CFG.evaluation.reference
+    return f"results/data/{CFG.evaluation.reference}.npz"
+
+
+def reference_output():
+    stem = (
+        os.path.basename(CFG.evaluation.reference)[: -len(".npz")]
+        if reference_is_npz()
+        else CFG.evaluation.reference
+    )
+    return f"results/reference/{CFG.feature_net.name}-{stem}.npz"
 
 
 def folder_of(files):

@@ -1,9 +1,9 @@
 rule reference_stats:
     input:
-        images=f"results/data/{CFG.evaluation.reference}.npz",
+        images=reference_input(),
         net=feature_net_files(),
     output:
-        f"results/reference/{CFG.feature_net.name}-{CFG.evaluation.reference}.npz",
+        reference_output(),
     log:
         "logs/reference_stats.log",
     benchmark:
@@ -14,12 +14,13 @@ rule reference_stats:
     resources:
         **job_resources("reference"),
     params:
-        net=lambda w, input: folder_of(input.net),
+        net=lambda w, input: feature_net_arg(input),
+        src="--adm-npz" if reference_is_npz() else "--images",
         extractor=CFG.feature_net.name,
         code=code("reference_stats"),
     shell:
-        '"$DIFFCOMP_PY" -m diffcomp.cli reference-stats --images {input.images:q} --feature-extractor {params.extractor:q}'
-        ' --weights {params.net:q} --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
+        '"$DIFFCOMP_PY" -m diffcomp.cli reference-stats {params.src} {input.images:q} --feature-extractor {params.extractor:q}'
+        ' {params.net} --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
 rule evaluate:
@@ -39,11 +40,11 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     params:
-        net=lambda w, input: folder_of(input.net),
+        net=lambda w, input: feature_net_arg(input),
         extractor=CFG.feature_net.name,
         protocol=lambda w: shlex.quote(protocol(w)),
         code=code("evaluate"),
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli evaluate --samples {input.samples:q} --reference {input.reference:q}'
-        " --feature-extractor {params.extractor:q} --weights {params.net:q} --variant {wildcards.variant:q}"
+        " --feature-extractor {params.extractor:q} {params.net} --variant {wildcards.variant:q}"
         ' --protocol {params.protocol} --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from ..io import load_npz, write_json
+from ..provenance import sha256_file
 from ._common import pick_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -15,7 +17,7 @@ def add_arguments(p) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--reference", required=True, help="reference statistics .npz")
     p.add_argument("--feature-extractor", default="fmnist-classifier")
-    p.add_argument("--weights", default=None)
+    p.add_argument("--weights", default=None, help="feature network folder or weights file")
     p.add_argument("--variant", required=True)
     p.add_argument("--protocol", default="{}", help="JSON recorded with the numbers (sampler, seeds, ...)")
     p.add_argument("--out", required=True)
@@ -23,17 +25,46 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None)
 
 
+def weights_sha256(weights: str | None) -> str | None:
+    """The sha256 of the feature network's weights: a weights file's own, a model folder's
+    recorded (and checked) one; None when torch-fidelity downloads its default weights."""
+    if weights is None:
+        return None
+    if Path(weights).is_dir():
+        from ..weights import CLASSIFIER, record
+
+        return record(weights, CLASSIFIER)
+    return sha256_file(weights)
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+    import torch_fidelity
+
+    return {"torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__, "numpy": numpy.__version__}
+
+
 def run(args) -> None:
     from ..metrics.fidelity import compare, make_extractor
 
     set_threads(args.threads)
     data = load_npz(args.samples, {"images": "uint8", "indices": None})
-    ref = load_npz(args.reference, {"n": None, "fid_mu": None, "fid_sigma": None, "fid_features": None},
-                   optional=("sfid_mu", "sfid_sigma"))
+    ref = load_npz(args.reference, {"n": None, "fid_mu": None, "fid_sigma": None},
+                   optional=("sfid_mu", "sfid_sigma", "fid_features", "source", "source_path", "source_sha256"))
     ext = make_extractor(args.feature_extractor, args.weights)
     metrics = compare(data["images"], ref, ext, pick_device(args.device))
     protocol = json.loads(args.protocol)
-    protocol.update(feature_extractor=args.feature_extractor, n_samples=int(len(data["images"])),
-                    n_reference=int(ref["n"]), sample_indices=[int(data["indices"][0]), int(data["indices"][-1]) + 1])
+    layers = ext.layers()
+    protocol.update(
+        feature_extractor=args.feature_extractor, extractor={"torch_fidelity_name": ext.name, "layers": layers,
+                                                             "weights": args.weights,
+                                                             "weights_sha256": weights_sha256(args.weights)},
+        n_samples=int(len(data["images"])), n_reference=int(ref["n"]),
+        reference_stats={"path": args.reference, "sha256": sha256_file(args.reference),
+                         "source": str(ref["source"]) if "source" in ref else "images",
+                         "source_path": str(ref["source_path"]) if "source_path" in ref else None,
+                         "source_sha256": str(ref["source_sha256"]) if "source_sha256" in ref else None},
+        versions=versions(), sample_indices=[int(data["indices"][0]), int(data["indices"][-1]) + 1])
     write_json(args.out, {"variant": args.variant, "metrics": metrics, "protocol": protocol})
     log.info("%s: %s", args.variant, {k: round(v, 4) for k, v in metrics.items() if v is not None})

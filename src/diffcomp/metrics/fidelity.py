@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-SPATIAL_FEATURE = {"fmnist-classifier": "spatial"}
+SPATIAL_FEATURE = {"fmnist-classifier": "spatial", "inception-v3-compat-sfid": "2023"}
+# Config names -> the torch-fidelity extractor that serves them (inception-v3-compat with sFID).
+REGISTERED = {"inception-v3-compat": "inception-v3-compat-sfid"}
+ADM_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
 
 
 class Uint8Images(Dataset):
@@ -51,10 +54,17 @@ class Extractor:
 
 
 def make_extractor(name: str, weights: str | None) -> Extractor:
+    """The extractor of config name ``name`` (``fmnist-classifier`` with its folder, or
+    ``inception-v3-compat`` with torch-fidelity's weights file, None: torch-fidelity downloads it)."""
     if name == "fmnist-classifier":
         from .extractor import register
 
         register()
+    elif name in REGISTERED:
+        from .inception import register
+
+        register()
+        name = REGISTERED[name]
     return Extractor(name=name, weights=weights)
 
 
@@ -81,12 +91,36 @@ def reference_statistics(images: np.ndarray, ext: Extractor, device: str = "cpu"
     features, and the FID features themselves (KID, precision/recall)."""
     f = extract(images, ext, device)
     layers = ext.layers()
-    out = {"n": np.array(len(images))}
+    out = {"n": np.array(len(images)), "source": np.array("images")}
     st = _stats(f[layers["fid"]])
     out.update(fid_mu=st["mu"], fid_sigma=st["sigma"], fid_features=f[layers["fid"]].float().numpy())
     if layers["sfid"]:
         st = _stats(f[layers["sfid"]])
         out.update(sfid_mu=st["mu"], sfid_sigma=st["sigma"])
+    return out
+
+
+def adm_reference(path: str, ext: Extractor, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Reference statistics from an ADM evaluator reference batch (``mu``, ``sigma``: pool
+    features, ``mu_s``, ``sigma_s``: sFID's spatial features; read without unpickling). Its images
+    ``arr_0`` (N, H, W, 3 uint8), when present, give the features KID and precision/recall need;
+    without them those two are not computed."""
+    from ..io import load_npz
+
+    z = load_npz(path, {k: None for k in ADM_KEYS}, optional=("arr_0",),
+                 remedy="give a reference batch in the ADM evaluator's format")
+    layers = ext.layers()
+    dims = {"mu": 2048, "mu_s": 2023}
+    for k, d in dims.items():
+        if z[k].shape != (d,) or z[k.replace("mu", "sigma")].shape != (d, d):
+            raise ValueError(f"{path}: {k} has shape {z[k].shape}, expected ({d},) with a ({d}, {d}) covariance "
+                             "(pool features of 2048 and sFID features of 2023 values)")
+    out = {"n": np.array(len(z["arr_0"]) if "arr_0" in z else 0), "source": np.array("adm-npz"),
+           "fid_mu": z["mu"].astype(np.float64), "fid_sigma": z["sigma"].astype(np.float64),
+           "sfid_mu": z["mu_s"].astype(np.float64), "sfid_sigma": z["sigma_s"].astype(np.float64)}
+    if "arr_0" in z:
+        images = np.ascontiguousarray(z["arr_0"].transpose(0, 3, 1, 2))
+        out["fid_features"] = extract(images, ext, device)[layers["fid"]].float().numpy()
     return out
 
 
@@ -123,6 +157,9 @@ def from_features(f: dict[str, torch.Tensor], ref: dict[str, np.ndarray], layers
         out["sfid"] = None
     isc = isc_features_to_metric(f[layers["isc"]].float(), splits=10, shuffle=True, rng_seed=rng_seed)
     out["is"], out["is_std"] = isc["inception_score_mean"], isc["inception_score_std"]
+    if "fid_features" not in ref:  # an ADM reference batch without its images
+        out.update(kid=None, kid_std=None, precision=None, recall=None)
+        return {k: (None if v is None else float(v)) for k, v in out.items()}
     real = torch.from_numpy(ref["fid_features"]).double()
     subset = min(1000, n, len(real))
     kid = kid_features_to_metric(f[layers["fid"]], real, kid_subsets=100, kid_subset_size=subset,

@@ -64,9 +64,10 @@ def repo_copy(tmp_path_factory):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_dry_run_of_every_config(repo_copy, config):
-    p = snakemake(repo_copy, "-n", f"--configfile=config/{config}", "results/table1.csv", "results/table3.csv")
+    tables = ["table1"] + (["table3"] if "distillation" in yaml.safe_load((REPO / "config" / config).read_text()) else [])
+    p = snakemake(repo_copy, "-n", f"--configfile=config/{config}", *(f"results/{t}.csv" for t in tables))
     plan = planned_jobs(p)
-    assert "table1" in plan and "table3" in plan
+    assert all(t in plan for t in tables)
 
 
 def test_bad_config_stops_before_any_job(repo_copy):

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from .sections import (
     CalibrationConfig, Config, DatasetConfig, DistillationConfig, DistillMethodConfig, EvaluationConfig,
-    FeatureNetConfig, MethodConfig, ModelConfig, QuantizationConfig, ResourceSpec, SamplerConfig,
+    FeatureNetConfig, MethodConfig, ModelConfig, PaperConfig, QuantizationConfig, ResourceSpec, SamplerConfig,
 )  # fmt: skip
 from .io import FileError
 from .typedconfig import ConfigError, build_dataclass, key, to_plain
@@ -85,6 +85,8 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
     global_bits = tuple(BitSetting(**b) for b in quant_raw.get("bits", [{"w": 8, "a": 8}, {"w": 4, "a": 8}]))
     methods = _parse_methods(quant_raw.get("methods") or {}, global_bits, METHODS)
     distillation = _parse_distillation(data.pop("distillation", {}) or {}, DISTILLERS)
+    paper_raw = data.pop("paper", None)
+    paper = build_dataclass(PaperConfig, paper_raw, "paper") if paper_raw is not None else None
     resources_ = {k: build_dataclass(ResourceSpec, v, f"resources.{k}") for k, v in (data.pop("resources", {}) or {}).items()}
     sections = {
         "dataset": DatasetConfig, "model": ModelConfig, "feature_net": FeatureNetConfig, "sampler": SamplerConfig,
@@ -97,6 +99,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: str | Path | None = None, che
         quantization=QuantizationConfig(bits=global_bits, methods=tuple(methods)),
         resources=types.MappingProxyType(resources_),
         distillation=distillation,
+        paper=paper,
         **built,
     )
     if data:
@@ -281,6 +284,10 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         if not (p / CLASSIFIER.weights).is_file():
             raise ConfigError(f"config key 'feature_net.path': {p} holds no {CLASSIFIER.weights}")
         _verify("feature_net.path", p, CLASSIFIER)
+    if cfg.paper is not None:
+        from .paper import load_paper_numbers
+
+        load_paper_numbers(_resolve(cfg.paper.numbers, base), cfg.paper.setting)  # one error naming the key
     w = cfg.feature_net.weights_path
     if cfg.feature_net.name == "inception-v3-compat" and w and not _resolve(w, base).is_file():
         raise ConfigError(f"config key 'feature_net.weights_path': {_resolve(w, base)} does not exist (torch-fidelity's "

@@ -14,11 +14,12 @@ from .calib.config import CalibrationConfig
 from .data.config import DatasetConfig
 from .metrics.config import ClassifierTrainConfig
 from .models.config import SamplerConfig, TrainConfig, UNetArch
+from .paper import PaperConfig
 from .variant import BitSetting, Variant
 
 __all__ = [
     "CalibrationConfig", "CheckpointConfig", "ClassifierTrainConfig", "Config", "DatasetConfig", "DistillationConfig", "DistillFeatureNet",
-    "DistillMethodConfig", "EvaluationConfig", "FeatureNetConfig", "Instance", "MethodConfig", "ModelConfig",
+    "DistillMethodConfig", "EvaluationConfig", "FeatureNetConfig", "Instance", "MethodConfig", "ModelConfig", "PaperConfig",
     "QuantizationConfig", "ResourceSpec", "SamplerConfig", "TrainConfig", "UNetArch",
 ]
 
@@ -192,6 +193,7 @@ class Config:
     resources: Mapping[str, ResourceSpec]
     device: str = "auto"
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    paper: PaperConfig | None = None
 
     # ---- derived names used by the workflow
     def variants(self) -> list[str]:

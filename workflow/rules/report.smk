@@ -7,6 +7,7 @@ rule table1:
         diagnostics=expand(
             "results/metrics/diagnostics/{variant}.json", variant=CFG.variants()[1:]
         ),
+        paper=[CFG.paper.numbers] if CFG.paper else [],
     output:
         csv="results/table1.csv",
         md="results/table1.md",
@@ -46,12 +47,17 @@ rule table1:
             json.dumps([[m.name, m.label] for m in CFG.quantization.methods])
         ),
         bits=shlex.quote(json.dumps(table1_bits())),
+        paper=lambda w, input: (
+            f"--paper-numbers {shlex.quote(input.paper[0])} --paper-setting {shlex.quote(CFG.paper.setting)}"
+            if input.paper
+            else ""
+        ),
         code=code("table1"),
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli table1 --metrics {input.metrics:q} --methods {params.methods} --bits {params.bits}'
         " --out-stem results/table1 --html {output.html:q} --figure {output.figure:q}"
         " --diagnostics {input.diagnostics:q} --diagnostics-stem results/table1_diagnostics"
-        " --diagnostics-figure {output.diag_figure:q} 2> {log:q}"
+        " --diagnostics-figure {output.diag_figure:q} {params.paper} 2> {log:q}"
 
 
 rule table3:

@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
     p.add_argument("--diagnostics", nargs="*", default=[], help="diagnose's JSON files of the quantized variants")
     p.add_argument("--diagnostics-stem", default=None, help="writes STEM.csv, STEM.md of the diagnostics")
     p.add_argument("--diagnostics-figure", default=None, help="error, gain and bias vs timestep")
+    p.add_argument("--paper-numbers", default=None, help="the papers' numbers (YAML) for a 'paper' column group")
+    p.add_argument("--paper-setting", default=None, help="the setting of that file to show")
 
 
 def run(args) -> None:
@@ -33,6 +35,14 @@ def run(args) -> None:
     bits = json.loads(args.bits)
     df = table1(records, methods, bits)
     title, caption = "Table 1: post-training quantization", protocol_caption(records)
+    if args.paper_numbers:
+        from ..paper import load_paper_numbers
+        from ..report.tables import with_paper_columns
+
+        paper = load_paper_numbers(args.paper_numbers, args.paper_setting)
+        df = with_paper_columns(df, paper, methods, bits)
+        caption += (f" Columns marked (paper): the numbers the papers report ({paper.protocol}); empty where no "
+                    f"number has a source. Sources: {'; '.join(paper.sources)}.")
     if args.diagnostics:
         from ..report.diagnostics import diagnostics_table, eps_vs_timestep_figure, load_diagnostics
         from ..variant import Variant

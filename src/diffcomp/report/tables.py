@@ -38,6 +38,20 @@ def table1(records: dict[str, dict], methods: Sequence[tuple[str, str]], bits: S
     return pd.DataFrame(rows).set_index("Method")
 
 
+def with_paper_columns(df: pd.DataFrame, paper, methods: Sequence[tuple[str, str]], bits: Sequence[str]) -> pd.DataFrame:
+    """Table 1 with a "paper" column group beside each bit setting's measured columns:
+    ``"{W/A} {metric} (paper)"`` from ``paper`` (``PaperNumbers``; the FP row's key is ``fp``),
+    empty where the paper gives no number."""
+    keys = {"FP (W32A32)": "fp", **{label: name for name, label in methods}}
+    out = df.copy()
+    order = []
+    for b in bits:
+        for key, col in METRIC_COLUMNS:
+            out[f"{b} {col} (paper)"] = [paper.get(keys.get(label, ""), b, key) for label in df.index]
+        order += [f"{b} {col}" for _, col in METRIC_COLUMNS] + [f"{b} {col} (paper)" for _, col in METRIC_COLUMNS]
+    return out[order]
+
+
 def _quant(name: str, bits_label: str) -> str:
     return str(Variant(name, bits=BitSetting.parse(bits_label)))
 

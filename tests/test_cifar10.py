@@ -10,10 +10,15 @@ import yaml
 
 from conftest import REPO
 from diffcomp.config import ConfigError, load_config
-from diffcomp.paper import load_paper_numbers
+from diffcomp.config import read_yaml
+from diffcomp.paper import paper_numbers
 from diffcomp.report.tables import table1, with_paper_columns
 
 NUMBERS = REPO / "resources" / "paper" / "numbers.yaml"
+
+
+def load_paper_numbers(path, setting):
+    return paper_numbers(read_yaml(path), path, setting)
 
 
 def test_cifar10_config_is_the_papers_protocol():

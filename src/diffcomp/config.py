@@ -285,9 +285,10 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
             raise ConfigError(f"config key 'feature_net.path': {p} holds no {CLASSIFIER.weights}")
         _verify("feature_net.path", p, CLASSIFIER)
     if cfg.paper is not None:
-        from .paper import load_paper_numbers
+        from .paper import paper_numbers
 
-        load_paper_numbers(_resolve(cfg.paper.numbers, base), cfg.paper.setting)  # one error naming the key
+        path = _resolve(cfg.paper.numbers, base)
+        paper_numbers(read_yaml(path), path, cfg.paper.setting)  # one error naming the key
     w = cfg.feature_net.weights_path
     if cfg.feature_net.name == "inception-v3-compat" and w and not _resolve(w, base).is_file():
         raise ConfigError(f"config key 'feature_net.weights_path': {_resolve(w, base)} does not exist (torch-fidelity's "

@@ -33,12 +33,10 @@ class PaperNumbers:
         return self.cells.get(instance, {}).get(bits, {}).get(metric)
 
 
-def load_paper_numbers(path: str | Path, setting: str) -> PaperNumbers:
-    """Setting ``setting`` of the YAML at ``path``; a number without a source, an unknown metric
-    or a non-number is one ``ConfigError`` naming the key."""
-    from .config import read_yaml
-
-    raw = read_yaml(path)
+def paper_numbers(raw: Mapping, path: str | Path, setting: str) -> PaperNumbers:
+    """Setting ``setting`` of the paper-numbers YAML ``raw`` (read from ``path`` by
+    ``config.read_yaml``); a number without a source, an unknown metric or a non-number is one
+    ``ConfigError`` naming the key."""
     settings = raw.get("settings") or {}
     if setting not in settings:
         raise ConfigError(f"{path}: no setting {setting!r} (known: {', '.join(sorted(settings))})")

@@ -56,8 +56,6 @@ rule download:
 # and checked against its published checksum (a local rule: it needs the internet), then
 # converted into a diffusers folder.
 rule fetch_checkpoint:
-    wildcard_constraints:
-        ckpt=re.escape(CFG.model.checkpoint.name),
     output:
         ckpt="resources/checkpoints/{ckpt}.ckpt",
         record="resources/checkpoints/{ckpt}.ckpt.json",
@@ -65,6 +63,8 @@ rule fetch_checkpoint:
         "logs/fetch/{ckpt}.log",
     benchmark:
         "results/benchmarks/fetch/{ckpt}.tsv"
+    wildcard_constraints:
+        ckpt=re.escape(CFG.model.checkpoint.name),
     conda:
         "../../envs/diffcomp.yaml"
     threads: 1
@@ -82,8 +82,6 @@ rule fetch_checkpoint:
 
 
 rule convert:
-    wildcard_constraints:
-        ckpt=re.escape(CFG.model.checkpoint.name),
     input:
         ckpt="resources/checkpoints/{ckpt}.ckpt",
         record="resources/checkpoints/{ckpt}.ckpt.json",
@@ -93,6 +91,8 @@ rule convert:
         "logs/convert/{ckpt}.log",
     benchmark:
         "results/benchmarks/convert/{ckpt}.tsv"
+    wildcard_constraints:
+        ckpt=re.escape(CFG.model.checkpoint.name),
     conda:
         "../../envs/diffcomp.yaml"
     threads: 1

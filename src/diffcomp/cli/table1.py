@@ -36,10 +36,11 @@ def run(args) -> None:
     df = table1(records, methods, bits)
     title, caption = "Table 1: post-training quantization", protocol_caption(records)
     if args.paper_numbers:
-        from ..paper import load_paper_numbers
+        from ..config import read_yaml
+        from ..paper import paper_numbers
         from ..report.tables import with_paper_columns
 
-        paper = load_paper_numbers(args.paper_numbers, args.paper_setting)
+        paper = paper_numbers(read_yaml(args.paper_numbers), args.paper_numbers, args.paper_setting)
         df = with_paper_columns(df, paper, methods, bits)
         caption += (f" Columns marked (paper): the numbers the papers report ({paper.protocol}); empty where no "
                     f"number has a source. Sources: {'; '.join(paper.sources)}.")

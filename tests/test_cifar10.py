@@ -94,7 +94,7 @@ def test_dry_run_plans_the_whole_paper_dag(tmp_path):
     out = p.stdout + p.stderr
     assert "fetch --url 'https://heibox.uni-heidelberg.de/f/2e4f01e2d9ee49bab1d5/?dl=1' --md5 1fa350b9" in out
     assert "--feature-extractor inception-v3-compat" in out and "--paper-numbers resources/paper/numbers.yaml" in out
-    assert "resources/models/ddpm-ema-cifar10/unet/diffusion_pytorch_model.safetensors" in out
+    assert "resources/checkpoints/ddpm-ema-cifar10/unet/diffusion_pytorch_model.safetensors" in out
     for v in cfg.variants():
         assert f"results/metrics/{v}.json" in out
     assert "results/samples/fp/shard-9.npz" in out and "results/samples/fp/shard-10.npz" not in out

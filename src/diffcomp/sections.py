@@ -27,7 +27,7 @@ __all__ = [
 @dataclass(frozen=True)
 class CheckpointConfig:
     """An original DDPM checkpoint (the DDIM code's ``Model`` layout) fetched from ``url``, checked
-    against ``md5`` (or ``sha256``) and converted into ``resources/models/{name}`` with the
+    against ``md5`` (or ``sha256``) and converted into ``resources/checkpoints/{name}/`` with the
     linear beta schedule given here. Defaults: the EMA CIFAR-10 model of Ho et al. that the
     Q-Diffusion and EDA-DM code download (``ema_diffusion_cifar10_model/model-790000.ckpt``)."""
 

@@ -51,7 +51,7 @@ def fp_model_dir():
     if src == "train":
         return "results/models/fp-trained"
     if src == "checkpoint":
-        return f"resources/models/{CFG.model.checkpoint.name}"
+        return f"resources/checkpoints/{CFG.model.checkpoint.name}"
     return f"resources/hub/{CFG.model.hub_id}"
 
 

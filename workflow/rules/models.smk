@@ -86,7 +86,7 @@ rule convert:
         ckpt="resources/checkpoints/{ckpt}.ckpt",
         record="resources/checkpoints/{ckpt}.ckpt.json",
     output:
-        model_outputs("resources/models/{ckpt}"),
+        model_outputs("resources/checkpoints/{ckpt}"),
     log:
         "logs/convert/{ckpt}.log",
     benchmark:

@@ -10,8 +10,8 @@ of the full 50k table from the measured job times.
 * an ADM-format reference batch (``mu``, ``sigma``, ``mu_s``, ``sigma_s`` and random images
   ``arr_0``) in place of the CIFAR-10 training set, which would need a download;
 * ``cifar10-acceptance.yaml``: ``config/cifar10.yaml`` with those three, ``n_samples`` and
-  ``shard_size`` given here, and the variants FP, Linear Quant W4A8 and Q-Diffusion W4A8 (its
-  reconstruction shortened to ``--iters-w`` / ``--iters-a``; the projection scales it back).
+  ``shard_size`` given here, and the variants FP and Q-Diffusion W4A8 (its reconstruction
+  shortened to ``--iters-w`` / ``--iters-a``; the projection scales it back).
 
 ``report`` reads the run's ``results/benchmarks/**.tsv`` and prints every job's wall time and the
 projected time of config/cifar10.yaml's full table (6 variants, 50,000 samples each, Q-Diffusion's
@@ -72,7 +72,6 @@ def prepare(args) -> None:
     per_step = min(256, args.trajectories)
     calib = {"selector": "uniform", "steps": min(20, args.steps), "per_step": per_step}
     cfg["quantization"] = {"bits": [{"w": 4, "a": 8}], "methods": {
-        "linear": {"calibration": calib},
         "qdiffusion": {"calibration": calib, "iters_w": args.iters_w, "iters_a": args.iters_a}}}
     cfg["evaluation"].update(n_samples=args.n_samples, shard_size=args.shard_size, batch_size=args.batch_size,
                              reference=str(ref))
@@ -99,19 +98,19 @@ def project(times: dict[str, float], info: dict) -> dict:
     """Projected seconds of config/cifar10.yaml's table on 1 and on 8 GPUs from this run's jobs."""
     scale = 50_000 / info["n_samples"]
     steps_scale = 100 / info["steps"]
-    shards = {v: sum(t for k, t in times.items() if k.startswith(f"sample/{v}/")) for v in ("fp", "qdiffusion-w4a8",
-                                                                                             "linear-w4a8")}
+    shards = {v: sum(t for k, t in times.items() if k.startswith(f"sample/{v}/")) for v in ("fp", "qdiffusion-w4a8")}
     per_image = {v: t / info["n_samples"] * steps_scale for v, t in shards.items()}
     q = times.get("quantize/qdiffusion-w4a8", 0.0)
     q_full = q * sum(PAPER_ITERS) / max(1, sum(info["iters"]))
-    lin = times.get("quantize/linear-w4a8", 0.0)
+    lin = times.get("trajectories", 0.0)  # Linear Quant is not run: a calibration pass, about a trajectory capture
     ev = {v: times.get(f"evaluate/{v}", 0.0) * scale for v in shards}
     ref = times.get("reference_stats", 0.0) * 50_000 / info["n_reference"]
     traj = times.get("trajectories", 0.0) * steps_scale + times.get("heldout_trajectories", 0.0) * steps_scale
     diag = sum(t for k, t in times.items() if k.startswith("diagnose/")) / max(1, sum(
         1 for k in times if k.startswith("diagnose/")))
     # config/cifar10.yaml: fp; linear W8A8, W4A8; qdiffusion W8A8, W4A8; qdiffusion_nosplit W4A8.
-    quant = {"linear-w8a8": ("linear-w4a8", lin), "linear-w4a8": ("linear-w4a8", lin),
+    # Linear Quant is sampled as fast as Q-Diffusion's model (the same fake-quantized layers).
+    quant = {"linear-w8a8": ("qdiffusion-w4a8", lin), "linear-w4a8": ("qdiffusion-w4a8", lin),
              "qdiffusion-w8a8": ("qdiffusion-w4a8", q_full), "qdiffusion-w4a8": ("qdiffusion-w4a8", q_full),
              "qdiffusion_nosplit-w4a8": ("qdiffusion-w4a8", q_full)}
     sample_full = {"fp": per_image["fp"] * 50_000, **{v: per_image[m] * 50_000 for v, (m, _) in quant.items()}}

@@ -105,3 +105,14 @@ def test_convert_refuses_a_changed_or_foreign_file(original_ckpt, tmp_path, caps
     assert main(["convert", "--checkpoint", str(bad), "--out", str(tmp_path / "m")]) == 1
     assert "not a checkpoint of the DDPM Model" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_copy_downloaded_elsewhere_is_taken_in_with_the_same_check(original_ckpt, tmp_path):
+    path, _ = original_ckpt
+    url = "https://example.org/model-790000.ckpt"
+    out = tmp_path / "c.ckpt"
+    assert main(["fetch", "--from-file", str(path), "--url", url, "--md5", "1" * 32, "--out", str(out)]) == 1
+    assert not out.exists()
+    assert main(["fetch", "--from-file", str(path), "--url", url, "--md5", _md5(path), "--out", str(out)]) == 0
+    rec = json.loads((tmp_path / "c.ckpt.json").read_text())
+    assert rec["url"] == url and rec["md5"] == _md5(path) and out.read_bytes() == path.read_bytes()

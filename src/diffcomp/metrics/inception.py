@@ -11,7 +11,7 @@ of the graph (``mixed``, ``mixed_1``, ... count from torchvision's ``Mixed_5b``)
 reads that tensor with a forward hook, so ``2048``, ``logits_unbiased`` and ``logits`` are
 inception-v3-compat's own.
 
-Weights: torch-fidelity reads a given weights file with ``torch.load(weights_only=False)``; this
+Weights: torch-fidelity reads a given weights file with an unrestricted unpickler; this
 extractor first loads it with ``weights_only=True`` (tensors only, nothing executed) and refuses
 anything else, so a file that would run code when unpickled never reaches torch-fidelity.
 """

@@ -137,6 +137,10 @@ def report(args) -> None:
     print(f"projected config/cifar10.yaml table1 (6 variants x 50,000 samples, Q-Diffusion {PAPER_ITERS[0]}+"
           f"{PAPER_ITERS[1]} iterations): {h(p['one_gpu_s'])} on 1 GPU, {h(p['eight_gpu_s'])} on 8 "
           f"(critical path {h(p['critical_path_s'])})")
+    print(f"assumptions: sampling time per image-step as measured; Q-Diffusion's quantize job scaled by "
+          f"{sum(PAPER_ITERS)}/{sum(info['iters'])} iterations (an upper bound: its fixed setup is scaled too); "
+          "Linear Quant's quantize about one trajectory capture; evaluate and the reference scaled by image count; "
+          "8 GPUs: the larger of the total / 8 and the longest chain of jobs")
     (OUT / "projection.json").write_text(json.dumps({"times": times, **p}, indent=2))
 
 

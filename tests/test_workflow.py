@@ -405,7 +405,7 @@ def test_a_lost_or_damaged_metrics_file_is_rebuilt_or_named(micro_run, tmp_path)
     wd = finished_copy(micro_run, tmp_path)
     (wd / "results/metrics/linear-w8a8.json").unlink()
     (wd / "results/grids/fp.png").unlink()
-    report_pages = {"samples_figure": 2, "job_times": 1, "run_info": 1}  # the fixture built the tables only
+    report_pages = {"samples_figure": 2, "calibration_counts": 1, "job_times": 1, "run_info": 1}  # the fixture built the tables only
     assert planned_jobs(snakemake(wd, *MICRO, "-n")) == {"gather": 1, "evaluate": 2, "diagnose": 4, "table1": 1,
                                                           **report_pages, "all": 1}  # diagnose reads the FP samples
     (wd / "results/grids/fp.png").write_bytes((micro_run / "results/grids/fp.png").read_bytes())

@@ -406,7 +406,7 @@ def test_a_lost_or_damaged_metrics_file_is_rebuilt_or_named(micro_run, tmp_path)
     wd = finished_copy(micro_run, tmp_path)
     (wd / "results/metrics/linear-w8a8.json").unlink()
     (wd / "results/grids/fp.png").unlink()
-    report_pages = {"samples_figure": 2, "job_times": 1, "run_info": 1}  # the fixture built the tables only
+    report_pages = {"samples_figure": 2, "calibration_counts": 1, "job_times": 1, "run_info": 1}  # the fixture built the tables only
     assert planned_jobs(snakemake(wd, *MICRO, "-n")) == {"gather": 1, "evaluate": 2, "diagnose": 4, "table1": 1,
                                                           **report_pages, "all": 1}  # diagnose reads the FP samples
     (wd / "results/grids/fp.png").write_bytes((micro_run / "results/grids/fp.png").read_bytes())
@@ -590,5 +590,9 @@ rule summary:
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     plan = planned_jobs(p)
     assert plan["summary"] == 1 and plan["dc_table1"] == 1 and plan["dc_table3"] == 1
-    assert plan["dc_quantize"] == 7 and plan["dc_correct"] == 5 and plan["dc_samples_figure"] == 2
+    methods = cfg["quantization"]["methods"]
+    n_bits = lambda m: len(m.get("bits", cfg["quantization"]["bits"]))  # noqa: E731
+    corrected = sum(n_bits(m) if "bits" in m else n_bits(methods[m["base"]]) for m in methods.values() if "base" in m)
+    assert plan["dc_quantize"] == sum(n_bits(m) for m in methods.values() if "base" not in m)
+    assert plan["dc_correct"] == corrected and plan["dc_samples_figure"] == 2 and plan["dc_calibration_counts"] == 1
     assert plan["dc_run_info"] == 1

@@ -322,9 +322,37 @@ def tables():
     return ["table1"] + (["table3"] if CFG.distillation.methods else [])
 
 
+def calibrations_in_use():
+    """Each distinct calibration (selector and parameters) of the quantization instances, with
+    the labels of the instances that use it (a method's parameters may hold a ``calibration``).
+    """
+    seen = {}
+    for m in CFG.quantization.methods:
+        cal = getattr(m.built, "calibration", None)
+        if m.base or cal is None:
+            continue
+        key = json.dumps(cal.to_config(), sort_keys=True)
+        seen.setdefault(key, {"calibration": cal.to_config(), "instances": []})[
+            "instances"
+        ].append(m.label)
+    return list(seen.values())
+
+
+def calibration_modules():
+    """The selector modules of the calibrations in use (chosen by name, so hashed explicitly)."""
+    mods = []
+    for m in CFG.quantization.methods:
+        cal = getattr(m.built, "calibration", None)
+        if not m.base and cal is not None:
+            mods += [x for x in cal.code_modules() if x not in mods]
+    return sorted(mods)
+
+
 def report_targets():
     """Everything the report shows besides the tables' own outputs."""
-    return [f"results/figures/samples_{t}.png" for t in tables()] + [
-        "results/figures/job_times.png",
-        "results/report/run_info.html",
-    ]
+    calib = ["results/figures/calibration_counts.png"] if calibrations_in_use() else []
+    return (
+        [f"results/figures/samples_{t}.png" for t in tables()]
+        + calib
+        + ["results/figures/job_times.png", "results/report/run_info.html"]
+    )

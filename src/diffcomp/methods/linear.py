@@ -40,7 +40,7 @@ def recipe(unet, traj, bits, params: LinearParams, device: str = "cpu"):
 
     spec = spec_for(bits)
     model = quantize_model(unet, spec).to(device)
-    xs, ts = params.calibration.select(traj)
+    xs, ts = params.calibration.select(traj, model=unet)
     batches = [(xs[i : i + params.batch_size].to(device), ts[i : i + params.batch_size].to(device))
                for i in range(0, len(xs), params.batch_size)]
     init_weights(model, "minmax")

@@ -172,7 +172,7 @@ def recipe(unet, traj, bits, params: QDiffusionParams, device: str = "cpu"):
         return m(*b).sample
 
     fp = unet.to(device).eval()
-    xs, ts = params.calibration.select(traj, seed=params.seed)
+    xs, ts = params.calibration.select(traj, seed=params.seed, model=fp)
     bs = params.batch_size
     batches = [(xs[i : i + bs].to(device), ts[i : i + bs].to(device)) for i in range(0, len(xs), bs)]
     info = {}

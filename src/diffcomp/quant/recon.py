@@ -10,6 +10,9 @@ a quantized layer outside every block; units are visited in execution order. For
   optional cosine decay;
 * where the unit's inputs come from: the quantized model (``quantized``), the FP model (``fp``),
   or QDrop's element-wise random mix of the two (``qdrop``, FP with probability ``qdrop_p``);
+  and, inside the unit, QDrop's dropping of activation quantization (``act_drop_p``: while
+  learning, each element that an activation quantizer of the unit sees keeps its FP value with
+  that probability);
 * the loss: a callable of the unit's output and FP target and, when it asks for them, the
   outputs of the unit's quantized layers and their FP counterparts (EDA-DM's layer terms), plus
   the rounding regulariser with an annealed beta while rounding is learned.
@@ -20,7 +23,7 @@ Q-Diffusion's two phases and EDA-DM's joint phase are configurations of this loo
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -29,7 +32,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .adaround import AdaRoundQuantizer, BetaSchedule
-from .module import learnable_steps, quant_modules, step_contexts
+from .module import act_quantizers, learnable_steps, quant_modules, step_contexts
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,26 @@ def lp_loss(pred: torch.Tensor, target: torch.Tensor, p: float) -> torch.Tensor:
 @dataclass(frozen=True)
 class ReconLoss:
     """``lp_loss(out, target, p)`` + ``layer_weight`` x the sum over the unit's quantized layers of
-    ``lp_loss(layer output, FP layer output, layer_p)`` (EDA-DM's fine-grained terms when > 0)."""
+    ``lp_loss(layer output, FP layer output, layer_p)`` (EDA-DM's fine-grained terms when > 0);
+    ``skip_last_layer``: without the unit's last quantized layer (in registration order; EDA-DM
+    leaves it to the unit's output term)."""
 
     p: float = 2.0
     layer_weight: float = 0.0
     layer_p: float = 2.0
+    skip_last_layer: bool = False
 
     @property
     def needs_layers(self) -> bool:
         return self.layer_weight != 0
 
+    def layer_names(self, names: Sequence[str]) -> list[str]:
+        """Which of the unit's quantized layers (registration order) the layer terms cover."""
+        return list(names[:-1] if self.skip_last_layer else names)
+
     def __call__(self, out, target, layer_out=None, layer_target=None) -> torch.Tensor:
         loss = lp_loss(out, target, self.p)
-        if self.needs_layers:
+        if self.needs_layers and layer_out:  # a unit without inner layers (a layer alone) has no terms
             loss = loss + self.layer_weight * sum(lp_loss(layer_out[k], layer_target[k], self.layer_p) for k in layer_out)
         return loss
 
@@ -87,6 +97,7 @@ class Phase:
     cosine: tuple[str, ...] = ()
     inputs: str = "quantized"
     qdrop_p: float = 0.5
+    act_drop_p: float = 0.0
     loss: Callable = ReconLoss()
     rounding_reg: RoundingReg | None = None
     seed: int = 0
@@ -99,8 +110,9 @@ class Phase:
             raise ValueError(f"one learning rate per learned group {self.learn}, got {dict(self.lr)}")
         if self.inputs not in INPUTS:
             raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
-        if not 0 <= self.qdrop_p <= 1:
-            raise ValueError(f"qdrop_p must be in [0, 1], got {self.qdrop_p}")
+        for k in ("qdrop_p", "act_drop_p"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ValueError(f"{k} must be in [0, 1], got {getattr(self, k)}")
 
     def loss_needs_layers(self) -> bool:
         return bool(getattr(self.loss, "needs_layers", False))
@@ -206,6 +218,33 @@ def capture(model: nn.Module, unit: str, batches: Sequence[tuple], run: Callable
     return (_cat(ins) if want_input else None), (_cat(outs) if want_output else None), {k: torch.cat(v) for k, v in inner.items()}
 
 
+@contextmanager
+def _dropping(unit: nn.Module, p: float, gen: torch.Generator):
+    """QDrop inside the unit: each element an activation quantizer of the unit returns is, with
+    probability ``p``, its FP input instead (forward hooks, removed on exit)."""
+    if p == 0:
+        yield
+        return
+    seen: dict[int, torch.Tensor] = {}
+
+    def pre(m, args):
+        seen[id(m)] = args[0].clone()  # the quantizer may round its input in place outside autograd
+
+    def post(m, args, out):
+        x = seen.pop(id(m))
+        keep_fp = (torch.rand(out.shape, generator=gen) < p).to(out.device)
+        return torch.where(keep_fp, x, out)
+
+    handles = []
+    for _, q in act_quantizers(unit):
+        handles += [q.register_forward_pre_hook(pre), q.register_forward_hook(post)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _timesteps(batches: Sequence[tuple]) -> torch.Tensor:
     return torch.cat([torch.as_tensor(b[1]).reshape(-1).expand(b[0].shape[0]) for b in batches])
 
@@ -243,6 +282,7 @@ def _optimise(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.Parameter
     n = target.shape[0]
     gen = torch.Generator().manual_seed(seed)  # mini-batches
     mix_gen = torch.Generator().manual_seed(seed)  # QDrop's masks (their own stream: p = 0 is plain inputs)
+    drop_gen = torch.Generator().manual_seed(seed + 1)  # QDrop inside the unit
     last = float("nan")
     try:
         for it in tqdm(range(phase.iters), desc=desc, mininterval=10, leave=False):
@@ -254,6 +294,7 @@ def _optimise(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.Parameter
             with ExitStack() as stack:
                 for c in contexts:
                     stack.enter_context(c.using(ts[idx]))
+                stack.enter_context(_dropping(unit, phase.act_drop_p, drop_gen))
                 out = unit(*args, **kwargs)
             if layer_names:
                 loss = phase.loss(out, target[idx].to(device), layer_out,
@@ -289,7 +330,10 @@ def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple]
         unit = qmodel.get_submodule(u)
         if not _has_work(unit, phase):
             continue
-        layers = [n for n, m in quant_modules(unit) if n and m.allow_weights] if phase.loss_needs_layers() else []
+        layers = []
+        if phase.loss_needs_layers():
+            layers = [n for n, m in quant_modules(unit) if n and m.allow_weights]
+            layers = phase.loss.layer_names(layers) if hasattr(phase.loss, "layer_names") else layers
         if phase.inputs == "fp":
             inputs, target, layer_target = capture(fp_model, u, batches, run, True, True, layers)
             fp_inputs = None

@@ -111,3 +111,26 @@ def job_times_figure(times: Sequence[JobTime], path: str | Path) -> None:
     b.set_title("per job")
     fig.tight_layout()
     _save(fig, path)
+
+
+def calibration_counts_figure(timesteps: Sequence[int], counts: Sequence[tuple[str, Sequence[int]]],
+                              path: str | Path) -> None:
+    """The share of the calibration inputs at each sampling step (noisiest left), one bar per
+    calibration in use (``counts``: ``[(label, counts per step)]``; the count on each bar)."""
+    plt = _pyplot()
+    n = max(len(counts), 1)
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(timesteps) * n + 2), 3.2 + 0.25 * n))
+    x = np.arange(len(timesteps))
+    for i, (label, c) in enumerate(counts):
+        total = max(sum(c), 1)
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), [v / total for v in c], width, label=f"{label} (n = {sum(c)})")
+        if len(timesteps) * n <= 60:
+            ax.bar_label(bars, [str(v) for v in c], fontsize=6)
+    ax.set_xticks(x, [str(t) for t in timesteps])
+    ax.set_xlabel("timestep of the sampling step (noisiest first)")
+    ax.set_ylabel("share of the calibration inputs")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
+    ax.set_title("Calibration inputs per sampling step (count on each bar)")
+    fig.tight_layout()
+    _save(fig, path)

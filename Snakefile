@@ -81,6 +81,7 @@ localrules:
     download,
     gather,
     table1,
+    table2,
     table3,
     samples_figure,
     job_times,

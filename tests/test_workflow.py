@@ -588,6 +588,7 @@ rule summary:
                        capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     plan = planned_jobs(p)
-    assert plan["summary"] == 1 and plan["dc_table1"] == 1 and plan["dc_table3"] == 1
-    assert plan["dc_quantize"] == 7 and plan["dc_correct"] == 5 and plan["dc_samples_figure"] == 2
+    assert plan["summary"] == 1 and plan["dc_table1"] == 1 and plan["dc_table2"] == 1 and plan["dc_table3"] == 1
+    # table 1: linear and Q-Diffusion x 3 + Q-Diffusion without split; table 2: six instances x 3
+    assert plan["dc_quantize"] == 7 + 18 and plan["dc_correct"] == 5 and plan["dc_samples_figure"] == 3
     assert plan["dc_run_info"] == 1

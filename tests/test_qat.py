@@ -82,7 +82,7 @@ def test_mpqdm_every_layer_averages_exactly_n_bits(tiny_unet, traj, wbits=2):
 
 
 def _trd_grads(tiny_unet, traj, detach):
-    from diffcomp.methods.efficientdm import add_lora
+    from diffcomp.quant.lora_qat import add_lora
     from diffcomp.methods.mpqdm import build
     from diffcomp.methods.mpqdm.trd import TRD
 
@@ -123,7 +123,7 @@ def test_trd_trains_lora_and_the_detached_variant_trains_nothing(tiny_unet, traj
 
 
 def test_each_timestep_uses_its_own_activation_parameters_in_any_call_order(tiny_unet, traj):
-    from diffcomp.methods.efficientdm import init_ranges, spec_for
+    from diffcomp.quant.lora_qat import init_ranges, spec_for
     from diffcomp.quant.module import act_quantizers
     from diffcomp.quant.wrap import quantize_model
 
@@ -157,14 +157,14 @@ def test_each_timestep_uses_its_own_activation_parameters_in_any_call_order(tiny
 
 
 def test_a_killed_qat_job_resumes_to_bit_identical_parameters(tiny_unet, traj, tmp_path, name="mpqdm"):
-    """Stopped in epoch 3 (state kept after epoch 2), then restarted: the parameters are bit for bit
+    """Stopped in epoch 2 (state kept after epoch 1), then restarted: the parameters are bit for bit
     those of an uninterrupted run; the restart resumed from the state, not from scratch. MPQ-DM
     (OMQ and TRD on EfficientDM's training) exercises every part of the loop."""
     import importlib
 
-    from diffcomp.methods.efficientdm import train
+    from diffcomp.quant.lora_qat import train
 
-    p = _params(name, epochs=3, batch_size=2, checkpoint_every=1)
+    p = _params(name, epochs=2, batch_size=2, checkpoint_every=1)
     mod = importlib.import_module(METHODS[name].module)
     bits = BitSetting(4, 4)
 
@@ -172,7 +172,7 @@ def test_a_killed_qat_job_resumes_to_bit_identical_parameters(tiny_unet, traj, t
         if name == "mpqdm":
             model, _, _ = mod.build(tiny_unet, traj, bits, p, "cpu")
             return model, mod.terms(p)
-        from diffcomp.methods.efficientdm import init_ranges, spec_for
+        from diffcomp.quant.lora_qat import init_ranges, spec_for
         from diffcomp.quant.wrap import quantize_model
 
         model = quantize_model(tiny_unet, spec_for(bits, traj.ts.tolist(), p))
@@ -183,11 +183,11 @@ def test_a_killed_qat_job_resumes_to_bit_identical_parameters(tiny_unet, traj, t
     train(full, tiny_unet, traj, p, "cpu", terms)
     S = traj.xs.shape[0]
     killed, terms = prepared()
-    stats = train(killed, tiny_unet, traj, p, "cpu", terms, state_dir=tmp_path, stop_at=2 * S + 1)
+    stats = train(killed, tiny_unet, traj, p, "cpu", terms, state_dir=tmp_path, stop_at=S + 1)
     assert stats["stopped"] and (tmp_path / "qat_state.pt").exists()
     resumed, terms = prepared()
     stats = train(resumed, tiny_unet, traj, p, "cpu", terms, state_dir=tmp_path)
-    assert stats["resumed_from_step"] == 2 * S and stats["steps"] == 3 * S
+    assert stats["resumed_from_step"] == S and stats["steps"] == 2 * S
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 from ...typedconfig import Fraction, NonNegativeFloat, PositiveInt
 from .. import quant_method
-from ..efficientdm import EfficientDMParams
+from ...quant.lora_qat import LoRAQATParams
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MPQDMParams(EfficientDMParams):
-    """MPQ-DM (Feng et al., AAAI 2025; repo cantbebetter2/MPQ-DM), on EfficientDM's parameters
-    (inherited, same defaults) plus:
+class MPQDMParams(LoRAQATParams):
+    """MPQ-DM (Feng et al., AAAI 2025; repo cantbebetter2/MPQ-DM): EfficientDM's training
+    (``LoRAQATParams``, same defaults) plus:
 
     * ``omq``: outlier-driven mixed quantization of every LoRA layer's weight: SmoothQuant
       pre-scaling with ``alpha`` 0.5 (input maxima over ``omq_samples`` 32 calibration inputs of
@@ -98,12 +98,12 @@ def build(unet, traj, bits, p: MPQDMParams, device):
     """The quantized model with ranges set (and OMQ done), before LoRA and QAT."""
     from ...quant.calibrate import init_weights
     from ...quant.wrap import quantize_model
-    from ..efficientdm import _INIT, init_ranges, spec_for
+    from ...quant.lora_qat import INIT, init_ranges, spec_for
 
     fp = unet.to(device).eval()
     spec = spec_for(bits, traj.ts.tolist(), p, mixed=p.omq, smooth=p.omq)
     model = quantize_model(fp, spec).to(device)
-    init_weights(model, _INIT[p.w_init])
+    init_weights(model, INIT[p.w_init])
     info = {"omq": run_omq(model, fp, traj, bits, p, device)} if p.omq else {}
     init_ranges(model, traj, p, device, weights=False)
     return model, spec, info
@@ -116,10 +116,10 @@ def terms(p: MPQDMParams):
 
 
 @quant_method("mpqdm", label="MPQ-DM", params=MPQDMParams,
-              contract={"epochs": 2, "batch_size": 4, "init_samples": 4, "lora_rank": 4, "omq_samples": 8,
+              contract={"epochs": 1, "batch_size": 4, "init_samples": 4, "lora_rank": 4, "omq_samples": 8,
                         "w_init": "max", "a_init": "max"})
 def recipe(unet, traj, bits, params: MPQDMParams, device: str = "cpu", state_dir=None):
-    from ..efficientdm import train
+    from ...quant.lora_qat import train
 
     model, spec, info = build(unet, traj, bits, params, device)
     info["qat"] = train(model, unet, traj, params, device, terms(params), state_dir=state_dir)

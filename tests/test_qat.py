@@ -53,7 +53,7 @@ def test_channel_bits_top_and_bottom_k_keep_the_mean_exactly():
     assert candidates(64, 10, 5) == [0, 6, 12, 18, 24, 30] and candidates(12, 10, 1) == [0, 1]
 
 
-def test_mpqdm_every_layer_averages_exactly_n_bits(tiny_unet, traj, wbits=2):
+def test_mpqdm_every_layer_averages_exactly_n_bits(tiny_unet, traj, tmp_path, wbits=2):
     """OMQ on every LoRA layer: widths N-1, N, N+1 whose mean is exactly N; some layer mixes."""
     from diffcomp.methods.mpqdm import build, omq_layers
 
@@ -64,7 +64,7 @@ def test_mpqdm_every_layer_averages_exactly_n_bits(tiny_unet, traj, wbits=2):
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.weight.shape[0] >= 8:
                 m.weight[0].view(-1)[0] *= 40
     p = _params("mpqdm", trd=False)
-    model, _, info = build(fp, traj, BitSetting(wbits, 4), p, "cpu")
+    model, spec, info = build(fp, traj, BitSetting(wbits, 4), p, "cpu")
     layers = omq_layers(model)
     assert layers and set(info["omq"]) == {n for n, _ in layers}
     for name, layer in layers:
@@ -72,6 +72,16 @@ def test_mpqdm_every_layer_averages_exactly_n_bits(tiny_unet, traj, wbits=2):
         assert int(bits.sum()) == wbits * bits.numel(), name
         assert set(bits.unique().tolist()) <= {wbits - 1, wbits, wbits + 1}
     assert any(v["k"] > 0 for v in info["omq"].values())
+    # the saved model keeps the widths; table 2's figure reads them back
+    from diffcomp.cli.table2 import channel_widths
+    from diffcomp.report.figures import channel_bits_figure
+    from diffcomp.quant.wrap import save_quantized
+
+    save_quantized(model, spec, tmp_path / "mpqdm-w2a4.safetensors")
+    widths = channel_widths([tmp_path / "mpqdm-w2a4.safetensors"])["mpqdm-w2a4"]
+    assert set(widths) == {n for n, _ in layers} and all(float(np.mean(w)) == wbits for w in widths.values())
+    channel_bits_figure({"mpqdm-w2a4": widths}, tmp_path / "bits.png")
+    assert (tmp_path / "bits.png").stat().st_size > 0
     # the smoothing keeps the FP function: with quantization off the model is the FP model
     from diffcomp.quant.module import set_quant_state
 

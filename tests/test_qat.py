@@ -178,16 +178,10 @@ def test_a_killed_qat_job_resumes_to_bit_identical_parameters(tiny_unet, traj, t
     mod = importlib.import_module(METHODS[name].module)
     bits = BitSetting(4, 4)
 
-    def prepared():
-        if name == "mpqdm":
-            model, _, _ = mod.build(tiny_unet, traj, bits, p, "cpu")
-            return model, mod.terms(p)
-        from diffcomp.quant.lora_qat import init_ranges, spec_for
-        from diffcomp.quant.wrap import quantize_model
+    base, _, _ = mod.build(tiny_unet, traj, bits, p, "cpu")  # OMQ and ranges once; each run on a copy
 
-        model = quantize_model(tiny_unet, spec_for(bits, traj.ts.tolist(), p))
-        init_ranges(model, traj, p, "cpu")
-        return model, []
+    def prepared():
+        return copy.deepcopy(base), mod.terms(p)
 
     full, terms = prepared()
     train(full, tiny_unet, traj, p, "cpu", terms)

@@ -29,9 +29,10 @@ class LoRAQATParams:
       step size is trained with lr ``lr_w_step`` 1e-6 (the released code trains the zero point too;
       here it stays fixed);
     * activations: per-tensor asymmetric, one step size and zero point per sampling step (TALSQ),
-      each initialised ('mse') on ``init_samples`` 32 FP trajectory inputs of its own step (the
-      released code initialises one range on 32 calibration inputs and copies it to every step),
-      trained with lr ``lr_a`` 5e-4;
+      trained with lr ``lr_a`` 5e-4; initialised as the released code does: one range per layer
+      ('mse') on ``init_samples`` 32 FP trajectory inputs spread over the steps, copied to every
+      step; ``per_step_init`` (ours) initialises each step's range on ``init_samples`` inputs of
+      its own step instead (ten times the cost of the search);
     * layers: every Conv2d/Linear except the ResBlock shortcut convs and the downsampling convs
       (``exclude``: the released code skips modules named 'skip' and 'op'); attention matmuls are
       not quantized. ``special`` (name patterns: time embedding, input and output conv) get
@@ -49,6 +50,7 @@ class LoRAQATParams:
     w_init: str = "mse"
     a_init: str = "mse"
     init_samples: PositiveInt = 32
+    per_step_init: bool = False
     exclude: tuple[str, ...] = (r"conv_shortcut$", r"downsamplers\.\d+\.conv$")
     special: tuple[str, ...] = (r"^time_embedding\.", r"^conv_in$", r"^conv_out$")
     special_bits: Bits = 8
@@ -101,15 +103,63 @@ def step_batches(traj, n: int, device):
             for s in range(traj.xs.shape[0])]
 
 
+def spread_batch(traj, n: int, device):
+    """``n`` trajectory inputs spread over the sampling steps (step i mod S of trajectory i div S)."""
+    import torch
+
+    S, N = traj.xs.shape[:2]
+    n = min(n, S * N)
+    steps = [i % S for i in range(n)]
+    x = torch.stack([traj.xs[s, (i // S) % N] for i, s in enumerate(steps)]).to(device)
+    t = torch.tensor([int(traj.ts[s]) for s in steps], dtype=torch.long, device=device)
+    return x, t
+
+
 def init_ranges(model, traj, p: LoRAQATParams, device, weights: bool = True) -> None:
-    """Weight ranges from the weights, then every step's activation range from its own inputs."""
+    """Weight ranges from the weights, then the activation ranges: one per layer on inputs spread
+    over the steps, copied to every step (or, ``per_step_init``, each step's from its own)."""
+    import torch
+
     from .calibrate import init_activations, init_weights
-    from .module import set_quant_state
+    from .module import act_quantizers, set_quant_state
 
     if weights:
         init_weights(model, INIT[p.w_init])
     set_quant_state(model, weights=True, acts=True)
-    init_activations(model, step_batches(traj, p.init_samples, device), lambda m, b: m(*b).sample, INIT[p.a_init])
+
+    def run(m, b):
+        return m(*b).sample
+
+    if p.per_step_init:
+        init_activations(model, step_batches(traj, p.init_samples, device), run, INIT[p.a_init])
+        return
+    # one range per quantizer from all its inputs (its grids passing them through), on every step
+    qs = list(act_quantizers(model))
+    seen: dict[str, list] = {n: [] for n, _ in qs}
+    for _, q in qs:
+        for leaf in q.leaves():
+            leaf.enabled = False
+    handles = [q.register_forward_pre_hook(lambda mod, args, n=n: seen[n].append(args[0].detach()))
+               for n, q in qs]
+    try:
+        with torch.no_grad():
+            run(model, spread_batch(traj, p.init_samples, device))
+    finally:
+        for h in handles:
+            h.remove()
+        for _, q in qs:
+            for leaf in q.leaves():
+                leaf.enabled = True
+    with torch.no_grad():
+        for n, q in qs:
+            x = torch.cat([v.flatten() for v in seen.pop(n)])
+            first, *rest = q.leaves()
+            if p.a_init == "mse":
+                first.init_mse(x)
+            else:
+                first.init_minmax(x)
+            for leaf in rest:
+                leaf.load_state_dict(first.state_dict())
 
 
 def add_lora(model, p: LoRAQATParams) -> list[str]:

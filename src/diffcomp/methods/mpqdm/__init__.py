@@ -48,19 +48,6 @@ class MPQDMParams(LoRAQATParams):
             raise ValueError(f"omq_groups must be >= 0, got {self.omq_groups}")
 
 
-def omq_inputs(traj, n: int, device):
-    """``n`` calibration inputs spread over the sampling steps (step i mod S of trajectory i div S)."""
-    import torch
-
-    S, N = traj.xs.shape[:2]
-    n = min(n, S * N)
-    steps = [i % S for i in range(n)]
-    rows = [(i // S) % N for i in range(n)]
-    x = torch.stack([traj.xs[s, r] for s, r in zip(steps, rows)]).to(device)
-    t = torch.tensor([int(traj.ts[s]) for s in steps], dtype=torch.long, device=device)
-    return x, t
-
-
 def omq_layers(model):
     """(name, layer) of every quantized layer whose weight quantizer has mixed widths."""
     from ...quant.module import quant_modules
@@ -73,10 +60,11 @@ def run_omq(model, fp, traj, bits, p: MPQDMParams, device) -> dict:
     """OMQ on every mixed layer, from the FP model's inputs to that layer."""
     import torch
 
+    from ...quant.lora_qat import spread_batch
     from .omq import apply_omq
 
     layers = omq_layers(model)
-    x, t = omq_inputs(traj, p.omq_samples, device)
+    x, t = spread_batch(traj, p.omq_samples, device)
     seen: dict[str, torch.Tensor] = {}
     handles = [fp.get_submodule(n).register_forward_pre_hook(
         lambda mod, args, n=n: seen.__setitem__(n, args[0].detach())) for n, _ in layers]

@@ -82,6 +82,7 @@ localrules:
     fetch_checkpoint,
     gather,
     table1,
+    table2,
     table3,
     samples_figure,
     job_times,

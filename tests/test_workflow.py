@@ -589,10 +589,10 @@ rule summary:
                        capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     plan = planned_jobs(p)
-    assert plan["summary"] == 1 and plan["dc_table1"] == 1 and plan["dc_table3"] == 1
+    assert plan["summary"] == 1 and plan["dc_table1"] == 1 and plan["dc_table2"] == 1 and plan["dc_table3"] == 1
     methods = cfg["quantization"]["methods"]
     n_bits = lambda m: len(m.get("bits", cfg["quantization"]["bits"]))  # noqa: E731
     corrected = sum(n_bits(m) if "bits" in m else n_bits(methods[m["base"]]) for m in methods.values() if "base" in m)
     assert plan["dc_quantize"] == sum(n_bits(m) for m in methods.values() if "base" not in m)
-    assert plan["dc_correct"] == corrected and plan["dc_samples_figure"] == 2 and plan["dc_calibration_counts"] == 1
+    assert plan["dc_correct"] == corrected and plan["dc_samples_figure"] == 3 and plan["dc_calibration_counts"] == 1
     assert plan["dc_run_info"] == 1

@@ -29,6 +29,7 @@ from .weights import CLASSIFIER, pipeline_kind, verify
 
 __all__ = ["ConfigError", "parse_config", "load_config", "read_yaml", "schema"]
 
+TABLES = ("table1", "table2")  # tables a quantization instance can be a row of
 MAX_SHARDS = 10_000  # shard jobs per variant: more makes a DAG Snakemake cannot plan in memory
 FP_LABELS = ("FP (W32A32)", "DDIM (FP teacher)")  # the tables' own rows (report.tables)
 
@@ -116,13 +117,17 @@ def _parse_methods(raw: Mapping[str, Any], global_bits: tuple[BitSetting, ...], 
         where = f"quantization.methods.{name}"
         mraw = dict(mraw or {})
         fixes = {k: mraw.pop(k) for k in ("bias_correction", "eps_correction") if k in mraw}
+        table = mraw.pop("table", None)
+        if table not in (None, *TABLES):
+            raise ConfigError(f"config key '{where}.table': {table!r} is not one of {', '.join(TABLES)}")
         base = mraw.pop("base", None)
         if base is None:
             if fixes:
                 raise ConfigError(f"config key '{where}.{sorted(fixes)[0]}': corrections apply to another instance's "
                                   "quantized model: give this instance a base")
             bits = tuple(BitSetting(**b) for b in mraw.pop("bits")) if "bits" in mraw else global_bits
-            built[name] = MethodConfig(**_instance(name, mraw, registry, "quantization.methods"), bits=bits)
+            built[name] = MethodConfig(**_instance(name, mraw, registry, "quantization.methods"), bits=bits,
+                                       table=table or "table1")
             continue
         if base not in raw or base == name:
             raise ConfigError(f"config key '{where}.base': {base!r} is not another quantization instance "
@@ -131,7 +136,7 @@ def _parse_methods(raw: Mapping[str, Any], global_bits: tuple[BitSetting, ...], 
             raise ConfigError(f"config key '{where}.base': {base!r} has a base itself; name an instance that quantizes")
         if not fixes.get("bias_correction") and fixes.get("eps_correction", "none") == "none":
             raise ConfigError(f"config key '{where}': an instance with a base applies bias_correction and/or eps_correction")
-        extra = sorted(set(mraw) - {"label", "bits"})
+        extra = sorted(set(mraw) - {"label", "bits"})  # table: popped above
         if extra:
             raise ConfigError(f"config key '{where}.{extra[0]}': an instance with a base inherits its method and "
                               "parameters (its own keys: label, bits, bias_correction, eps_correction)")
@@ -140,7 +145,9 @@ def _parse_methods(raw: Mapping[str, Any], global_bits: tuple[BitSetting, ...], 
             b_bits = tuple(BitSetting(**x) for x in b.pop("bits")) if "bits" in b else global_bits
             for k in ("bias_correction", "eps_correction"):
                 b.pop(k, None)
-            built[base] = MethodConfig(**_instance(base, b, registry, "quantization.methods"), bits=b_bits)
+            b_table = b.pop("table", None) or "table1"
+            built[base] = MethodConfig(**_instance(base, b, registry, "quantization.methods"), bits=b_bits,
+                                       table=b_table)
         parent = built[base]
         bits = tuple(BitSetting(**x) for x in mraw["bits"]) if "bits" in mraw else parent.bits
         missing = [b.label for b in bits if b not in parent.bits]
@@ -148,7 +155,7 @@ def _parse_methods(raw: Mapping[str, Any], global_bits: tuple[BitSetting, ...], 
             raise ConfigError(f"config key '{where}.bits': {missing[0]} is not among the bits of its base {base!r}")
         label = mraw.get("label", f"{parent.label} + corrections")
         built[name] = MethodConfig(name=name, method=parent.method, label=label, params=parent.params, built=parent.built,
-                                   bits=bits, base=base, **fixes)
+                                   bits=bits, base=base, table=table or parent.table, **fixes)
     return [built[n] for n in raw]
 
 
@@ -210,8 +217,8 @@ def _check_distillation(cfg: Config) -> None:
 
 def _check_labels(cfg: Config) -> None:
     """Labels name table rows: one line each, and distinct within a table (and from its FP row)."""
-    for section, methods in (("quantization.methods", cfg.quantization.methods),
-                             ("distillation.methods", cfg.distillation.methods)):
+    groups = [("quantization.methods", [m for m in cfg.quantization.methods if m.table == t]) for t in TABLES]
+    for section, methods in groups + [("distillation.methods", cfg.distillation.methods)]:
         seen = {label: "the FP row" for label in FP_LABELS}
         for m in methods:
             where = f"config key '{section}.{m.name}.label'"

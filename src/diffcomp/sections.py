@@ -93,10 +93,13 @@ class MethodConfig(Instance):
     applied afterwards (any method's): ``bias_correction`` (each quantized layer's mean output made
     the FP layer's, ``quant.bias_correction``) and/or ``eps_correction`` (a per-timestep gain and
     bias of the noise prediction, per ``channel`` or per ``pixel``, ``quant.correction``), both
-    fitted on the base's calibration trajectories; it inherits the base's method and parameters."""
+    fitted on the base's calibration trajectories; it inherits the base's method and parameters.
+    ``table``: the table whose rows it belongs to (``table1``, or ``table2``: extremely low bits,
+    QAT)."""
 
     bits: tuple[BitSetting, ...] = ()
     base: str | None = None
+    table: str = "table1"
     bias_correction: bool = False
     eps_correction: str = "none"
 
@@ -196,9 +199,9 @@ class Config:
     paper: PaperConfig | None = None
 
     # ---- derived names used by the workflow
-    def variants(self) -> list[str]:
-        """``fp`` then ``{method}-w{W}a{A}`` for every method and bit setting."""
-        return ["fp"] + [str(v) for m in self.quantization.methods for v in m.variants()]
+    def variants(self, table: str | None = None) -> list[str]:
+        """``fp`` then ``{method}-w{W}a{A}`` for every method (of ``table``, or all) and bit setting."""
+        return ["fp"] + [str(v) for m in self.quantization.methods if table in (None, m.table) for v in m.variants()]
 
     def distill_variants(self) -> list[str]:
         """``fp-s{N}`` (the FP teacher with N steps) for every step count, then ``{name}-s{N}``."""

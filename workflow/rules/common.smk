@@ -209,7 +209,7 @@ wildcard_constraints:
     w=r"\d+",
     a=r"\d+",
     i=r"\d+",
-    table=r"table1|table3",
+    table=r"table1|table2|table3",
 
 
 def protocol(w):
@@ -236,9 +236,14 @@ def quant_code(w):
     return code("quantize", METHODS[m.method].module, *modules_of(m.built))
 
 
-def table1_bits():
+def table_methods(table):
+    """The quantization instances that are rows of ``table`` (table1 or table2)."""
+    return [m for m in CFG.quantization.methods if m.table == table]
+
+
+def table1_bits(table="table1"):
     seen = []
-    for m in CFG.quantization.methods:
+    for m in table_methods(table):
         for b in m.bits:
             if b.label not in seen:
                 seen.append(b.label)
@@ -283,6 +288,7 @@ def students():
 
 REPORT_CATEGORY = {
     "table1": "Table 1 (post-training quantization)",
+    "table2": "Table 2 (extremely low-bit QAT)",
     "table3": "Table 3 (few-step distillation)",
     "run": "Run (config, code version, job times)",
 }
@@ -290,16 +296,20 @@ REPORT_CATEGORY = {
 
 def variant_category(w):
     v = Variant.parse(w.variant)
-    return REPORT_CATEGORY["table3" if v.kind == "steps" else "table1"]
+    if v.kind == "steps":
+        return REPORT_CATEGORY["table3"]
+    if v.kind == "quant" and method_of(v.name).table == "table2":
+        return REPORT_CATEGORY["table2"]
+    return REPORT_CATEGORY["table1"]
 
 
 def sample_rows(table):
     """[(variant, row label)] of a table's samples figure: FP, then every method at every bit
     setting (table 1); per step count, the FP teacher then every student (table 3)."""
-    if table == "table1":
+    if table in ("table1", "table2"):
         return [("fp", "FP (W32A32)")] + [
             (str(v), f"{m.label} {v.bits.label}")
-            for m in CFG.quantization.methods
+            for m in table_methods(table)
             for v in m.variants()
         ]
     made = set(CFG.distill_variants())
@@ -319,7 +329,17 @@ def sample_figure_input(w):
 
 
 def tables():
-    return ["table1"] + (["table3"] if CFG.distillation.methods else [])
+    return (
+        ["table1"]
+        + (["table2"] if table_methods("table2") else [])
+        + (["table3"] if CFG.distillation.methods else [])
+    )
+
+
+def table2_models():
+    """Quantized models of the table-2 instances: the bits-per-channel figure shows those with
+    per-channel mixed bit widths."""
+    return [quant_state_path(v) for m in table_methods("table2") for v in m.variants()]
 
 
 def calibrations_in_use():

@@ -1,5 +1,6 @@
 # One job per method instance and bit setting. A method plugs in through its registry
-# (diffcomp.methods.METHODS); this rule never changes for a new method.
+# (diffcomp.methods.METHODS); this rule never changes for a new method. Methods that train
+# (QAT) keep resume state under results/state/quantize/ (undeclared, so a killed job keeps it).
 
 
 rule quantize:
@@ -23,11 +24,12 @@ rule quantize:
         model=lambda w, input: folder_of(input.model),
         method=lambda w: method_of(w.name).method,
         hparams=lambda w: shlex.quote(method_of(w.name).params_json()),
+        state=lambda w: f"results/state/quantize/{w.name}-w{w.w}a{w.a}",
         code=quant_code,
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli quantize --model {params.model:q} --trajectories {input.traj:q}'
         " --method {params.method:q} --bits w{wildcards.w}a{wildcards.a} --params {params.hparams} --out {output:q}"
-        ' --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
+        ' --state-dir {params.state:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
 # A packed integer checkpoint of a quantized variant, usable without the workflow

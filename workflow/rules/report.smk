@@ -3,9 +3,10 @@
 
 rule table1:
     input:
-        metrics=expand("results/metrics/{variant}.json", variant=CFG.variants()),
+        metrics=expand("results/metrics/{variant}.json", variant=CFG.variants("table1")),
         diagnostics=expand(
-            "results/metrics/diagnostics/{variant}.json", variant=CFG.variants()[1:]
+            "results/metrics/diagnostics/{variant}.json",
+            variant=CFG.variants("table1")[1:],
         ),
         paper=[CFG.paper.numbers] if CFG.paper else [],
     output:
@@ -44,7 +45,7 @@ rule table1:
         **job_resources("table"),
     params:
         methods=shlex.quote(
-            json.dumps([[m.name, m.label] for m in CFG.quantization.methods])
+            json.dumps([[m.name, m.label] for m in table_methods("table1")])
         ),
         bits=shlex.quote(json.dumps(table1_bits())),
         paper=lambda w, input: (
@@ -58,6 +59,68 @@ rule table1:
         " --out-stem results/table1 --html {output.html:q} --figure {output.figure:q}"
         " --diagnostics {input.diagnostics:q} --diagnostics-stem results/table1_diagnostics"
         " --diagnostics-figure {output.diag_figure:q} {params.paper} 2> {log:q}"
+
+
+rule table2:
+    input:
+        metrics=expand("results/metrics/{variant}.json", variant=CFG.variants("table2")),
+        diagnostics=expand(
+            "results/metrics/diagnostics/{variant}.json",
+            variant=CFG.variants("table2")[1:],
+        ),
+        models=table2_models(),
+    output:
+        csv="results/table2.csv",
+        md="results/table2.md",
+        tex="results/table2.tex",
+        html=report(
+            "results/table2.html",
+            caption="../report/table2.rst",
+            category=REPORT_CATEGORY["table2"],
+            subcategory="Table",
+        ),
+        figure=report(
+            "results/figures/fid_vs_bits_table2.png",
+            caption="../report/fid_vs_bits.rst",
+            category=REPORT_CATEGORY["table2"],
+            subcategory="Figures",
+        ),
+        diag_csv="results/table2_diagnostics.csv",
+        diag_md="results/table2_diagnostics.md",
+        diag_tex="results/table2_diagnostics.tex",
+        diag_figure=report(
+            "results/figures/eps_vs_timestep_table2.png",
+            caption="../report/eps_vs_timestep.rst",
+            category=REPORT_CATEGORY["table2"],
+            subcategory="Figures",
+        ),
+        bits_figure=report(
+            "results/figures/channel_bits.png",
+            caption="../report/channel_bits.rst",
+            category=REPORT_CATEGORY["table2"],
+            subcategory="Figures",
+        ),
+    log:
+        "logs/table2.log",
+    benchmark:
+        "results/benchmarks/table2.tsv"
+    conda:
+        "../../envs/diffcomp.yaml"
+    threads: 1
+    resources:
+        **job_resources("table"),
+    params:
+        methods=shlex.quote(
+            json.dumps([[m.name, m.label] for m in table_methods("table2")])
+        ),
+        bits=shlex.quote(json.dumps(table1_bits("table2"))),
+        code=code("table2"),
+    shell:
+        '"$DIFFCOMP_PY" -m diffcomp.cli table2 --metrics {input.metrics:q} --methods {params.methods} --bits {params.bits}'
+        " --out-stem results/table2 --html {output.html:q} --figure {output.figure:q}"
+        " --diagnostics {input.diagnostics:q} --diagnostics-stem results/table2_diagnostics"
+        " --diagnostics-figure {output.diag_figure:q} --models {input.models:q}"
+        " --bits-figure {output.bits_figure:q} 2> {log:q}"
 
 
 rule table3:

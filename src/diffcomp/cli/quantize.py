@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import shutil
 import time
 
 from ..methods import METHODS
 from ..typedconfig import build_dataclass, to_plain
 from ..variant import BitSetting
-from ._common import pick_device, set_threads
+from ._common import keyed_state_dir, pick_device, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,8 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", required=True, help="e.g. w4a8")
     p.add_argument("--params", default=None, help="the method's parameters as JSON")
     p.add_argument("--out", required=True, help="quantized model (.safetensors)")
+    p.add_argument("--state-dir", default=None,
+                   help="resume state of methods that train (their recipe takes state_dir), kept across retries")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
 
@@ -41,9 +45,15 @@ def run(args) -> None:
     pipe = load_pipeline(args.model, device=device)
     traj = Trajectories.load(args.trajectories)
     t0 = time.time()
-    model, spec, *info = entry.recipe(pipe.unet, traj, bits, params, device=device)
+    extra = {}
+    if "state_dir" in inspect.signature(entry.recipe).parameters:  # a training method: resumable
+        extra["state_dir"] = keyed_state_dir(args.state_dir, [args.method, to_plain(params), bits.label,
+                                                              traj.meta, device])
+    model, spec, *info = entry.recipe(pipe.unet, traj, bits, params, device=device, **extra)
     seconds = time.time() - t0
     save_quantized(model.cpu(), spec, args.out, meta={"method": args.method, "bits": bits.label,
                                                       "params": to_plain(params), "seconds": seconds, "device": device,
                                                       "recipe": info[0] if info else {}})
+    if extra.get("state_dir") is not None:
+        shutil.rmtree(extra["state_dir"], ignore_errors=True)
     log.info("%s %s quantized in %.1f s", args.method, bits.label, seconds)

@@ -49,6 +49,9 @@ class QuantLayer(QuantModule):
         self.input_quantizers = nn.ModuleList(
             build_quantizer(a, None, 1, timesteps, context) for _ in self.slices) if a else nn.ModuleList()
         self.weight_adapters = nn.ModuleList()
+        self.smooth = bool(config.smooth)
+        if self.smooth:  # the stored weight is W * s; the input is divided by s
+            self.register_buffer("smooth_scale", torch.ones(in_ch))
         self.allow_weights, self.allow_acts = w is not None, a is not None
         self.quant_weights, self.quant_acts = self.allow_weights, self.allow_acts
 
@@ -79,6 +82,30 @@ class QuantLayer(QuantModule):
             self.weight_quantizers[i] = make(self.weight_quantizers[i], w[:, sl])
 
     @torch.no_grad()
+    def set_smoothing(self, s: torch.Tensor) -> None:
+        """Pre-scale by ``s`` (per input channel, > 0): the weight becomes ``W * s`` and the input
+        ``x / s``, so the layer's FP output is unchanged. Applied once, before ranges are set."""
+        if not self.smooth:
+            raise RuntimeError("set_smoothing: this layer was not built with smooth=True")
+        if self.weight_adapters:
+            raise RuntimeError("set_smoothing: smooth before adding weight adapters")
+        s = s.to(self.smooth_scale).flatten()
+        if s.shape != self.smooth_scale.shape or not bool((s > 0).all()):
+            raise ValueError(f"set_smoothing: expected {self.smooth_scale.numel()} positive scales")
+        w = self.module.weight
+        view = [1, -1] + [1] * (w.dim() - 2)
+        w.mul_((s / self.smooth_scale).view(view))
+        self.smooth_scale.copy_(s)
+
+    @torch.no_grad()
+    def merge_adapters(self) -> None:
+        """Write the adapted weight into the stored weight and drop the adapters (exact: the
+        quantizers see the same tensor as before)."""
+        if self.weight_adapters:
+            self.module.weight.copy_(self.adapted_weight())
+            self.weight_adapters = nn.ModuleList()
+
+    @torch.no_grad()
     def bake_weights(self) -> None:
         if self.weight_adapters and any(q.pending for q in self.weight_quantizers):
             raise RuntimeError("cannot bake a rounding into a weight that has adapters")
@@ -101,6 +128,9 @@ class QuantLayer(QuantModule):
         return self._by_part(self.weight_quantizers, w) if self.quant_weights else w
 
     def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.smooth:  # channels: dim 1 of a conv input, the last dim of a linear one
+            s = self.smooth_scale
+            x = x / (s.view([1, -1] + [1] * (x.dim() - 2)) if isinstance(self.module, nn.Conv2d) else s)
         return self._by_part(self.input_quantizers, x) if self.quant_acts else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,11 +49,15 @@ class QuantizerConfig:
 class LayerConfig:
     """How one Conv2d/Linear is quantized: its weight and input quantizers (None: kept FP) and,
     for a layer whose input is ``cat([h, skip])``, ``split`` = the channels of ``h`` (two input and
-    two weight quantizers on the two halves: Q-Diffusion's split shortcut quantization)."""
+    two weight quantizers on the two halves: Q-Diffusion's split shortcut quantization).
+    ``smooth``: the layer holds a per-input-channel scale ``s`` (buffer ``smooth_scale``) and
+    divides its input by it before input quantization; whoever sets ``s`` multiplies the stored
+    weight by it (SmoothQuant-style pre-scaling, MPQ-DM's OMQ)."""
 
     weight: QuantizerConfig | None
     act: QuantizerConfig | None
     split: int = 0
+    smooth: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,13 @@ class AttentionConfig:
 
 def _apply(cfg: LayerConfig, changes: Mapping[str, Any]) -> LayerConfig:
     """``cfg`` with ``changes``: ``weight``/``act`` (a whole quantizer config as a mapping, or None
-    for FP), ``weight.FIELD``/``act.FIELD`` (one field) or ``split``."""
+    for FP), ``weight.FIELD``/``act.FIELD`` (one field), ``split`` or ``smooth``."""
     for k, v in changes.items():
         part, _, fld = k.partition(".")
         if part == "split" and not fld:
             cfg = dataclasses.replace(cfg, split=int(v))
+        elif part == "smooth" and not fld:
+            cfg = dataclasses.replace(cfg, smooth=bool(v))
         elif part in ("weight", "act") and not fld:
             cfg = dataclasses.replace(cfg, **{part: None if v is None else QuantizerConfig(**dict(v))})
         elif part in ("weight", "act"):
@@ -79,7 +85,7 @@ def _apply(cfg: LayerConfig, changes: Mapping[str, Any]) -> LayerConfig:
                 raise ValueError(f"override {k!r}: this layer's {part} is not quantized")
             cfg = dataclasses.replace(cfg, **{part: dataclasses.replace(current, **{fld: v})})
         else:
-            raise ValueError(f"unknown override key {k!r} (weight, act, weight.FIELD, act.FIELD, split)")
+            raise ValueError(f"unknown override key {k!r} (weight, act, weight.FIELD, act.FIELD, split, smooth)")
     return cfg
 
 

@@ -132,5 +132,32 @@ def calibration_counts_figure(timesteps: Sequence[int], counts: Sequence[tuple[s
     ax.set_ylabel("share of the calibration inputs")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
     ax.set_title("Calibration inputs per sampling step (count on each bar)")
+
+def channel_bits_figure(models: dict[str, dict[str, np.ndarray]], path: str | Path, n_layers: int = 4) -> None:
+    """Bit width per output channel: one row per model (``{label: {layer: widths}}``), one column
+    per layer (the ``n_layers`` layers of the first model whose widths vary most, in order)."""
+    plt = _pyplot()
+    first = next(iter(models.values()), {})
+    layers = sorted(first, key=lambda n: -float(np.std(first[n])))[:n_layers]
+    layers = [n for n in first if n in layers]
+    fig, axes = plt.subplots(max(1, len(models)), max(1, len(layers)), squeeze=False,
+                             figsize=(3.2 * max(1, len(layers)), 2.2 * max(1, len(models))))
+    for r, (label, widths) in enumerate(models.items()):
+        for c, layer in enumerate(layers):
+            ax = axes[r][c]
+            if layer in widths:
+                b = widths[layer]
+                ax.bar(np.arange(len(b)), b, width=1.0, color="tab:blue")
+                ax.axhline(float(np.mean(b)), color="k", lw=0.8, ls="--")
+                ax.set_ylim(0, float(np.max(b)) + 1)
+            ax.set_title(f"{label}\n{layer}" if r == 0 else label, fontsize=7)
+            ax.tick_params(labelsize=6)
+            if c == 0:
+                ax.set_ylabel("bits", fontsize=7)
+            if r == len(models) - 1:
+                ax.set_xlabel("output channel", fontsize=7)
+    if not models:
+        axes[0][0].text(0.5, 0.5, "no model with mixed bit widths", ha="center", va="center")
+        axes[0][0].set_axis_off()
     fig.tight_layout()
     _save(fig, path)

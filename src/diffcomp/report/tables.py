@@ -140,13 +140,18 @@ def _relabel(df: pd.DataFrame, escape) -> pd.DataFrame:
     return out
 
 
+def _na_to_none(df: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells as None (Markdown shows them as ``--``, not ``nan``)."""
+    return df.astype(object).where(df.notna(), None)
+
+
 def write_table(df: pd.DataFrame, stem: str | Path, title: str, caption: str) -> None:
     """``{stem}.csv``, ``{stem}.md`` and ``{stem}.tex``; labels are escaped for Markdown and LaTeX
     (the config refuses labels that are not one line)."""
     stem = Path(stem)
     with atomic_path(stem.with_suffix(".csv")) as tmp:
         df.to_csv(tmp, float_format="%.4g")
-    md = f"## {title}\n\n{_relabel(df, markdown_escape).to_markdown(floatfmt='.3g')}\n\n{caption}\n"
+    md = f"## {title}\n\n{_na_to_none(_relabel(df, markdown_escape)).to_markdown(floatfmt='.3g', missingval='--')}\n\n{caption}\n"
     write_text(stem.with_suffix(".md"), md)
     tex = _relabel(df, latex_escape).to_latex(float_format="%.2f", na_rep="--", caption=latex_escape(f"{title}. {caption}"))
     write_text(stem.with_suffix(".tex"), tex)

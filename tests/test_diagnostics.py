@@ -123,3 +123,29 @@ def test_bias_correction_makes_every_layers_mean_output_the_fp_layers(tiny_unet)
     after = means(model)
     for n in layers:  # on the data it was fitted on, with every earlier layer corrected too
         assert torch.allclose(after[n], fp[n], atol=1e-4), n
+
+
+@pytest.mark.parametrize("verb", ["table1", "table2"])
+def test_table_verbs_write_the_diagnostics_table_figure_and_caption(verb, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from diffcomp.cli import main
+
+    steps = [{"t": t, "gain": 1 + g, "bias_rms": b, "rel_err": 0.1} for t, g, b in [(900, 0.02, 0.03), (500, -0.05, 0.01), (0, 0.9, 0.9)]]
+    (tmp_path / "d.json").write_text(json.dumps({"variant": "linear-w4a8", "per_step": steps,
+                                                 "samples": {"pixel_shift": 0.07, "rms_distance": 0.2}}))
+    (tmp_path / "m.json").write_text(json.dumps({"variant": "linear-w4a8", "metrics": {"fid": 8.0, "sfid": 9.0, "is": 5.0},
+                                                 "protocol": {"n_samples": 500, "sampler": {"name": "ddim", "steps": 10}}}))
+    assert main([verb, "--metrics", str(tmp_path / "m.json"), "--methods", '[["linear", "Linear Quant"]]',
+                 "--bits", '["W4A8"]', "--out-stem", str(tmp_path / "t"), "--diagnostics", str(tmp_path / "d.json"),
+                 "--diagnostics-figure", str(tmp_path / "eps.png"), "--diagnostics-stem", str(tmp_path / "diag")]) == 0
+    diag = pd.read_csv(tmp_path / "diag.csv", index_col=0)
+    # the t = 0 step lies outside the band: the largest |gain - 1| and bias are those of t = 900 / 500
+    assert diag.loc["Linear Quant W4A8", "max abs(gain - 1) (t>=100)"] == pytest.approx(0.05)
+    assert diag.loc["Linear Quant W4A8", "max bias RMS (t>=100)"] == pytest.approx(0.03)
+    assert (tmp_path / "eps.png").stat().st_size > 0
+    title = "Table 1" if verb == "table1" else "Table 2"
+    assert f"## {title} diagnostics" in (tmp_path / "diag.md").read_text()
+    assert f"{verb}_diagnostics.md" in (tmp_path / "t.md").read_text()

@@ -45,20 +45,10 @@ def run(args) -> None:
         caption += (f" Columns marked (paper): the numbers the papers report ({paper.protocol}); empty where no "
                     f"number has a source. Sources: {'; '.join(paper.sources)}.")
     if args.diagnostics:
-        from ..report.diagnostics import diagnostics_table, eps_vs_timestep_figure, load_diagnostics
-        from ..variant import Variant
+        from ..report.diagnostics import write_diagnostics
 
-        diags = load_diagnostics(args.diagnostics)
-        names = dict(methods)
-        labels = {v: f"{names.get(Variant.parse(v).name, v)} {Variant.parse(v).bits.label}" for v in diags}
-        if args.diagnostics_figure:
-            eps_vs_timestep_figure(diags, labels, args.diagnostics_figure)
-        if args.diagnostics_stem:
-            write_table(diagnostics_table(diags, labels), args.diagnostics_stem, "Table 1 diagnostics",
-                        "Samples vs the FP model's on the same seeds (pixel values in [-1, 1]); the noise prediction vs "
-                        "the FP model's on held-out FP trajectories, over the steps with t >= 100.")
-        caption += (" Per-timestep error, gain and bias of every quantized variant's noise prediction: "
-                    "figures/eps_vs_timestep.png and table1_diagnostics.md.")
+        caption += write_diagnostics(args.diagnostics, methods, "Table 1", args.diagnostics_figure, args.diagnostics_stem,
+                                     "figures/eps_vs_timestep.png", "table1_diagnostics.md")
     write_table(df, args.out_stem, title, caption)
     if args.html:
         write_table_html(df, args.html, title, caption)

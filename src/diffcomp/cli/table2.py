@@ -50,20 +50,10 @@ def run(args) -> None:
     df = table1(records, methods, bits)
     title, caption = "Table 2: extremely low-bit quantization", protocol_caption(records)
     if args.diagnostics:
-        from ..report.diagnostics import diagnostics_table, eps_vs_timestep_figure, load_diagnostics
-        from ..variant import Variant
+        from ..report.diagnostics import write_diagnostics
 
-        diags = load_diagnostics(args.diagnostics)
-        names = dict(methods)
-        labels = {v: f"{names.get(Variant.parse(v).name, v)} {Variant.parse(v).bits.label}" for v in diags}
-        if args.diagnostics_figure:
-            eps_vs_timestep_figure(diags, labels, args.diagnostics_figure)
-        if args.diagnostics_stem:
-            write_table(diagnostics_table(diags, labels), args.diagnostics_stem, "Table 2 diagnostics",
-                        "Samples vs the FP model's on the same seeds (pixel values in [-1, 1]); the noise prediction vs "
-                        "the FP model's on held-out FP trajectories, over the steps with t >= 100.")
-        caption += (" Per-timestep error, gain and bias of every quantized variant's noise prediction: "
-                    "figures/eps_vs_timestep_table2.png and table2_diagnostics.md.")
+        caption += write_diagnostics(args.diagnostics, methods, "Table 2", args.diagnostics_figure, args.diagnostics_stem,
+                                     "figures/eps_vs_timestep_table2.png", "table2_diagnostics.md")
     if args.bits_figure:
         from ..report.figures import channel_bits_figure
 

@@ -61,3 +61,24 @@ def eps_vs_timestep_figure(diags: dict[str, dict], labels: dict[str, str], path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def write_diagnostics(paths: Sequence[str | Path], methods: Sequence[tuple[str, str]], table: str,
+                      figure: str | Path | None, stem: str | Path | None, figure_ref: str, stem_ref: str) -> str:
+    """A table's per-variant diagnostics: the eps-vs-timestep figure (``figure``) and the diagnostics
+    table (``stem``, titled "``table`` diagnostics"), each where given; returns the sentence the
+    table's caption gains (naming them as ``figure_ref`` and ``stem_ref``)."""
+    from ..variant import Variant
+    from .tables import write_table
+
+    diags = load_diagnostics(paths)
+    names = dict(methods)
+    labels = {v: f"{names.get(Variant.parse(v).name, v)} {Variant.parse(v).bits.label}" for v in diags}
+    if figure:
+        eps_vs_timestep_figure(diags, labels, figure)
+    if stem:
+        write_table(diagnostics_table(diags, labels), stem, f"{table} diagnostics",
+                    "Samples vs the FP model's on the same seeds (pixel values in [-1, 1]); the noise prediction vs "
+                    "the FP model's on held-out FP trajectories, over the steps with t >= 100.")
+    return (" Per-timestep error, gain and bias of every quantized variant's noise prediction: "
+            f"{figure_ref} and {stem_ref}.")

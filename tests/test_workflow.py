@@ -481,7 +481,7 @@ def test_report_of_the_micro_run_opens_in_a_headless_browser(micro_run, tmp_path
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (playwright)")
     wd = finished_copy(micro_run, tmp_path)
     extra = planned_jobs(snakemake(wd, *MICRO, "-n"))
-    assert extra == {"samples_figure": 2, "job_times": 1, "run_info": 1, "all": 1}  # nothing but the report's pages
+    assert extra == {"samples_figure": 2, "calibration_counts": 1, "job_times": 1, "run_info": 1, "all": 1}  # nothing but the report's pages
     snakemake(wd, *MICRO)
     snakemake(wd, *MICRO, "--report", "results/report.html")
     report = wd / "results/report.html"

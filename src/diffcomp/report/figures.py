@@ -132,6 +132,9 @@ def calibration_counts_figure(timesteps: Sequence[int], counts: Sequence[tuple[s
     ax.set_ylabel("share of the calibration inputs")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
     ax.set_title("Calibration inputs per sampling step (count on each bar)")
+    fig.tight_layout()
+    _save(fig, path)
+
 
 def channel_bits_figure(models: dict[str, dict[str, np.ndarray]], path: str | Path, n_layers: int = 4) -> None:
     """Bit width per output channel: one row per model (``{label: {layer: widths}}``), one column

@@ -179,3 +179,10 @@ def test_edadm_settings_are_the_papers(tiny_unet):
     assert layers["conv_in"].weight_quantizers[0].bits == 8 and layers["conv_out"].weight_quantizers[0].bits == 8
     assert not layers["conv_out"].allow_acts and layers["conv_in"].allow_acts
     assert layers[UNIT + ".conv1"].weight_quantizers[0].bits == 4
+
+
+def test_the_counts_figure_is_written(tmp_path):
+    from diffcomp.report.figures import calibration_counts_figure
+
+    calibration_counts_figure([900, 500, 0], [("uniform", [2, 2, 2]), ("density_diversity", [1, 1, 4])], tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,6 +14,7 @@ config) and the reference statistics (`--reference`). docs/results.md reports th
 run on an H200 (exact fp32); on 2 CPU cores a variant takes 2 to 4 minutes.
 """
 import argparse
+import copy
 import json, os, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 import numpy as np, torch
@@ -46,10 +47,10 @@ def qd_custom(v, fp, traj, bits):
     p = build_dataclass(QDiffusionParams, v.get("params", {}), v["name"])
     run = lambda m, b: m(*b).sample
     spec = spec_for(fp, bits, p)
-    model = quantize_model(fp, spec).to(dev)
+    model = quantize_model(fp, spec).to(qdev)
     xs, ts = p.calibration.select(traj, seed=p.seed)
     bs = p.batch_size
-    batches = [(xs[i:i + bs].to(dev), ts[i:i + bs].to(dev)) for i in range(0, len(xs), bs)]
+    batches = [(xs[i:i + bs].to(qdev), ts[i:i + bs].to(qdev)) for i in range(0, len(xs), bs)]
     units = execution_order(model, find_units(model), lambda m: run(m, batches[0]))
     w_units = [u for u in units if not any(_re.search(r, u) for r in v.get("skip_w", []))]
     if v.get("only_w"):
@@ -57,14 +58,14 @@ def qd_custom(v, fp, traj, bits):
     weights, acts = phases(p)
     init_weights(model, _INIT[p.w_init])
     set_quant_state(model, True, False)
-    reconstruct(model, fp, batches, run, weights, dev, w_units)
+    reconstruct(model, fp, batches, run, weights, qdev, w_units)
     if v.get("bc_after_w"):
-        correct_biases(model, fp, (xs.to(dev), ts.to(dev)), run)
+        correct_biases(model, fp, (xs.to(qdev), ts.to(qdev)), run)
     set_quant_state(model, True, True)
     gen = torch.Generator().manual_seed(p.seed)
     pick = torch.randperm(len(xs), generator=gen)[: p.a_init_samples]
-    init_activations(model, [(xs[pick].to(dev), ts[pick].to(dev))], run, _INIT[p.a_init], sequential=p.a_init_quantized)
-    reconstruct(model, fp, batches, run, acts, dev, units)
+    init_activations(model, [(xs[pick].to(qdev), ts[pick].to(qdev))], run, _INIT[p.a_init], sequential=p.a_init_quantized)
+    reconstruct(model, fp, batches, run, acts, qdev, units)
     return model.eval(), spec
 
 ap = argparse.ArgumentParser()
@@ -75,14 +76,22 @@ ap.add_argument("--heldout", default="results/calib/heldout.safetensors")
 ap.add_argument("--reference", default="results/reference/fmnist-classifier-test.npz")
 ap.add_argument("--model", default="resources/models/fmnist-ddpm")
 ap.add_argument("--n", type=int, default=500, help="samples per seed set")
+ap.add_argument("--quantize-device", default=None,
+                help="where the recipes run (default: the sampling device); e.g. cpu beside GPU sampling, "
+                     "so many one-thread processes can share one GPU for sampling only")
+ap.add_argument("--threads", type=int, default=None, help="torch threads of this process")
 args = ap.parse_args()
 dev = "cuda" if torch.cuda.is_available() else "cpu"
+qdev = args.quantize_device or dev
+if args.threads:
+    torch.set_num_threads(args.threads)
 OUT = args.out
 os.makedirs(OUT, exist_ok=True)
 variants = json.load(open(args.variants))
 N = args.n
 pipe = load_pipeline(args.model, device=dev)
 fp = pipe.unet
+fp_q = fp if qdev == dev else copy.deepcopy(fp).to(qdev)
 shape = (1, 32, 32)
 traj = Trajectories.load(args.trajectories)
 held = Trajectories.load(args.heldout)
@@ -105,16 +114,16 @@ for v in variants:
         model = fp
     else:
         if v["method"] == "qd_custom":
-            model, spec = qd_custom(v, fp, traj, BitSetting.parse(v["bits"]))
+            model, spec = qd_custom(v, fp_q, traj, BitSetting.parse(v["bits"]))
         else:
             entry = METHODS[v["method"]]
             params = build_dataclass(entry.params, v.get("params", {}), v["name"])
-            model, spec, *_ = entry.recipe(fp, traj, BitSetting.parse(v["bits"]), params, device=dev)
+            model, spec, *_ = entry.recipe(fp_q, traj, BitSetting.parse(v["bits"]), params, device=qdev)
         if v.get("bc"):
             bcx, bct = traj.xs.flatten(0, 1), traj.ts.repeat_interleave(traj.xs.shape[1])
-            correct_biases(model, fp, (bcx.to(dev), bct.to(dev)), lambda m, b: m(*b).sample)
+            correct_biases(model, fp_q, (bcx.to(qdev), bct.to(qdev)), lambda m, b: m(*b).sample)
         if v.get("correction", "none") != "none":
-            model, spec = with_correction(model, fp, spec, traj, per_pixel=v["correction"] == "pixel")
+            model, spec = with_correction(model, fp_q, spec, traj, per_pixel=v["correction"] == "pixel")
     model = model.to(dev).eval()
     qs = time.time() - t0
     steps = []

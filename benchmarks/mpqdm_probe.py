@@ -30,6 +30,9 @@ ap.add_argument("--model", default="resources/models/fmnist-ddpm")
 ap.add_argument("--trajectories", default="results/calib/trajectories.safetensors")
 ap.add_argument("--bits", default="w4a4,w3a4,w2a4")
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--w-init", default="mse", help="weight range init of the OMQ search: mse (ours) or max "
+                "(the released code searches with min-max quantizers)")
+ap.add_argument("--omq-only", action="store_true")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 fp = load_pipeline(args.model, device="cpu").unet.eval()
@@ -38,14 +41,14 @@ out = {"omq": {}, "trd": {}}
 
 for b in args.bits.split(","):
     bits = BitSetting.parse(b)
-    _, _, info = build(fp, traj, bits, MPQDMParams(), "cpu")
+    _, _, info = build(fp, traj, bits, MPQDMParams(w_init=args.w_init), "cpu")
     layers = info["omq"]
     ratio = sorted(v["mse_by_k"][sorted(v["mse_by_k"])[1]] / v["mse_by_k"][0]
                    for v in layers.values() if len(v["mse_by_k"]) > 1 and v["mse_by_k"][0] > 0)
     out["omq"][b] = {"layers": len(layers), "mixed": sum(v["k"] > 0 for v in layers.values()),
                      "mse_one_group_over_none": {"min": ratio[0], "median": ratio[len(ratio) // 2], "max": ratio[-1]}}
 
-for b in args.bits.split(","):
+for b in [] if args.omq_only else args.bits.split(","):
     bits = BitSetting.parse(b)
     p = MPQDMParams(omq=False)
     model, _, _ = build(fp, traj, bits, p, "cpu")
@@ -74,7 +77,7 @@ for b in args.bits.split(","):
             for acc, gi in zip(grads[name], g):
                 if gi is not None:
                     acc += gi
-            losses[name] += float(loss)
+            losses[name] += float(loss.detach())
     term.detach_hooks()
     flat = {k: torch.cat([g.flatten() for g in v]) for k, v in grads.items()}
     out["trd"][b] = {"loss_mse": losses["mse"], "loss_trd": losses["trd"],

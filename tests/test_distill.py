@@ -229,7 +229,8 @@ def test_a_stage_noises_its_data_as_a_t_x0_plus_s_t_eps():
     c = 191
     images = np.full((16, 1, 32, 32), c, dtype=np.uint8)
     teacher = _RecordingEps()
-    distill_stage(teacher, images, AC, 2, "pd", PDParams(iters=2, low_step_factor=1, batch_size=8, lr=1e-3))
+    distill_stage(teacher, images, AC, 2, "pd", PDParams(iters=2, low_step_factor=1, batch_size=8, lr=1e-3,
+                                                        parameterization="eps"))
     firsts = teacher.calls[0::2]  # pd_target calls the teacher at t, then at t_mid
     assert len(firsts) == 2
     x0 = c / 127.5 - 1
@@ -322,3 +323,122 @@ def test_rdd_objective_enqueues_the_targets_features():
     map_t, _ = feats(args[2])
     teacher = torch.nn.functional.normalize(map_t.flatten(2).transpose(1, 2).reshape(-1, map_t.shape[1]), dim=1)
     assert len(new) == 8 and all((teacher - row).abs().amax(1).min() < 1e-5 for row in new)
+
+
+# ----------------------------------------------------------------------------- parameterisation (issue 13)
+
+
+@pytest.mark.parametrize("kind", ["eps", "x", "v"])
+def test_each_parameterisation_converts_back_to_the_same_eps_and_x0(kind):
+    from diffcomp.models.parameterization import from_eps_x0, to_eps, to_x0
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.tensor([0, 250, 500, 999])
+    a, s = coefficients(AC, t)
+    x0 = torch.rand(4, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(4, 1, 8, 8, generator=g, dtype=torch.float64)
+    z = a * x0 + s * eps
+    out = from_eps_x0(eps, x0, a, s, kind)
+    assert torch.allclose(to_eps(out, z, a, s, kind), eps, atol=1e-8)
+    assert torch.allclose(to_x0(out, z, a, s, kind), x0, atol=1e-8)
+    if kind == "v":  # v = a eps - s x0 is bounded where eps -> x0 divides by a: |v| <= |eps| + |x0|
+        assert (out.abs() <= eps.abs() + x0.abs() + 1e-12).all()
+
+
+class _AsV(torch.nn.Module):
+    """An epsilon UNet re-expressed as a v model (v = a eps - s x0) on schedule ``ac``."""
+
+    def __init__(self, unet, ac):
+        super().__init__()
+        self.unet, self.ac = unet, ac
+
+    def forward(self, z, t):
+        from types import SimpleNamespace
+
+        from diffcomp.models.parameterization import from_eps_x0, to_x0
+
+        eps = self.unet(z, t).sample.double()
+        a, s = coefficients(self.ac, t.reshape(-1).expand(z.shape[0]))
+        return SimpleNamespace(sample=from_eps_x0(eps, to_x0(eps, z.double(), a, s, "eps"), a, s, "v").float())
+
+
+def test_sampling_a_v_model_gives_the_images_of_the_eps_model_it_re_expresses(tiny_unet):
+    from diffcomp.models.config import SamplerConfig
+    from diffcomp.models.sampler import generate, unet_fn
+
+    cfg = SamplerConfig(name="ddim", steps=4, eta=0.0, skip="uniform", clip_x0=False)
+    eps_images = generate(unet_fn(tiny_unet), [0, 1, 2], (1, 32, 32), AC, cfg, 0, "cpu")
+    v_images = generate(unet_fn(_AsV(tiny_unet, AC), None, "v_prediction", AC), [0, 1, 2], (1, 32, 32), AC, cfg, 0, "cpu")
+    assert (v_images - eps_images).abs().max() < 2e-3
+    with pytest.raises(ValueError, match="alphas_cumprod"):
+        unet_fn(tiny_unet, None, "v_prediction")
+    with pytest.raises(ValueError, match="unknown prediction type"):
+        unet_fn(tiny_unet, None, "score")
+
+
+def test_refitting_the_output_layer_lowers_the_error_to_the_teachers_v(tiny_unet):
+    import copy
+
+    from diffcomp.distill.reparam import refit_output
+    from diffcomp.distill.stage import _eps
+
+    g = torch.Generator().manual_seed(1)
+    t = torch.randint(0, 1000, (24,), generator=g)
+    a, s = coefficients(AC, t)
+    z = (a * (torch.rand(24, 1, 32, 32, generator=g, dtype=torch.float64) * 2 - 1)
+         + s * torch.randn(24, 1, 32, 32, generator=g, dtype=torch.float64)).float()
+    student = copy.deepcopy(tiny_unet)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    info = refit_output(student, _eps(tiny_unet), z, t, AC, "v", batch_size=8)
+    assert info["rel_err_after"] < info["rel_err_before"]
+    assert info["rel_err_after"] <= 0.999 * info["rel_err_before"]
+    changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"conv_out.weight", "conv_out.bias"}
+    # a second fit on the same data changes nothing: the first was the least-squares optimum
+    again = refit_output(student, _eps(tiny_unet), z, t, AC, "v", batch_size=8)
+    assert again["rel_err_before"] == pytest.approx(info["rel_err_after"], rel=1e-4)
+
+
+def test_a_v_student_trains_from_an_eps_teacher_and_its_folder_says_so(tiny_pipeline_dir, tmp_path):
+    """Through the verb: the saved student predicts v (its scheduler says v_prediction), its own
+    output layer was refitted, and a second stage from it (teacher v, student v) needs no refit."""
+    import json as _json
+
+    from diffcomp.cli import main
+    from diffcomp.io import save_npz
+    from diffcomp.models.pipeline import load_pipeline
+
+    save_npz(tmp_path / "train.npz", images=_data())
+    params = _json.dumps({"iters": 2, "batch_size": 4, "lr": 1e-4, "low_step_factor": 1, "parameterization": "v",
+                          "refit_samples": 8})
+    out = tmp_path / "s2"
+    main(["distill", "--teacher", str(tiny_pipeline_dir), "--steps", "2", "--method", "pd", "--params", params,
+          "--data", str(tmp_path / "train.npz"), "--out", str(out), "--device", "cpu"])
+    student = load_pipeline(out)
+    assert student.prediction_type == "v_prediction"
+    prov = _json.loads((out / "provenance.json").read_text())
+    stats = prov["stats"]
+    assert stats["prediction"] == "v" and stats["teacher_prediction"] == "eps"
+    assert stats["refit_output"]["rel_err_after"] < stats["refit_output"]["rel_err_before"]
+    main(["distill", "--teacher", str(out), "--steps", "1", "--method", "pd", "--params", params,
+          "--data", str(tmp_path / "train.npz"), "--out", str(tmp_path / "s1"), "--device", "cpu"])
+    stats1 = _json.loads((tmp_path / "s1" / "provenance.json").read_text())["stats"]
+    assert stats1["teacher_prediction"] == "v" and stats1["refit_output"] is None
+
+
+def test_quantize_refuses_a_model_that_does_not_predict_noise(tiny_pipeline_dir, tmp_path):
+    import shutil
+
+    from diffcomp.cli import main
+
+    folder = tmp_path / "v-model"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    cfg_path = folder / "scheduler" / "scheduler_config.json"
+    import json as _json
+
+    cfg = _json.loads(cfg_path.read_text())
+    cfg["prediction_type"] = "v_prediction"
+    cfg_path.write_text(_json.dumps(cfg))
+    with pytest.raises(SystemExit, match="noise-predicting"):
+        main(["quantize", "--model", str(folder), "--trajectories", str(tmp_path / "none.safetensors"),
+              "--method", "linear", "--bits", "w8a8", "--out", str(tmp_path / "q.safetensors"), "--device", "cpu"])

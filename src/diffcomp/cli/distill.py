@@ -56,10 +56,15 @@ def run(args) -> None:
                                                  str(args.data), args.feature_net, device])
     t0 = time.time()
     student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, args.method, params,
-                                   features=features,
-                                   device=device, state_dir=state_dir, compile=args.compile)
+                                   features=features, device=device, state_dir=state_dir, compile=args.compile,
+                                   teacher_prediction=teacher.prediction_type)
+    from ..models.parameterization import DIFFUSERS
+
+    # the student's scheduler records what it predicts, so sampling converts its output to eps
+    scheduler = type(teacher.scheduler).from_config(teacher.scheduler.config,
+                                                    prediction_type=DIFFUSERS[params.parameterization])
     with atomic_path(args.out, suffix="") as tmp:
-        save_pipeline(student, teacher.scheduler, tmp, provenance=provenance(
+        save_pipeline(student, scheduler, tmp, provenance=provenance(
             what=f"{entry.label} student sampling with {args.steps} trailing DDIM steps, distilled from "
                  f"{args.teacher} at {2 * args.steps} steps by `diffcomp distill`",
             teacher=str(args.teacher), feature_net=args.feature_net, stats=stats, wall_seconds=time.time() - t0))

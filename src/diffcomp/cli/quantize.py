@@ -43,6 +43,9 @@ def run(args) -> None:
     device = pick_device(args.device)
     params = build_dataclass(entry.params, json.loads(args.params or "{}"), f"quantization.methods.{args.method}")
     pipe = load_pipeline(args.model, device=device)
+    if pipe.prediction_type != "epsilon":  # the recipes and diagnostics compare noise predictions
+        raise SystemExit(f"{args.model}: quantization needs a noise-predicting model (prediction_type "
+                         f"'epsilon'), this one predicts {pipe.prediction_type!r}")
     traj = Trajectories.load(args.trajectories)
     t0 = time.time()
     extra = {}

@@ -73,7 +73,7 @@ def run(args) -> None:
 
         pipe.unet = load_quantized(pipe.unet, args.quantized)
     pipe.unet.to(device).eval()
-    fn = unet_fn(pipe.unet, torch.bfloat16 if args.bf16 else None)
+    fn = unet_fn(pipe.unet, torch.bfloat16 if args.bf16 else None, pipe.prediction_type, pipe.alphas_cumprod)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
     t0 = time.time()
     chunks, reused = [], 0

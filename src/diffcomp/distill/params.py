@@ -21,6 +21,15 @@ class StageParams:
     ``clip_teacher_x0``: clip the teacher's x0 to [-1, 1] inside the two target steps (the
     released code does not; sampling clips). ``hflip``: random horizontal flips of the training
     images, as the base model was trained.
+
+    ``parameterization``: what the student predicts, ``eps``, ``x`` or ``v`` (saved as its
+    scheduler's ``prediction_type``; the teacher keeps its own). The loss is the same truncated-SNR
+    weighting for all three; they differ in how an output error becomes an x0 error: x0 =
+    (z - s eps) / a multiplies an eps error by s / a (157 at t = 999 of the default schedule),
+    x0 = a z - s v by at most 1. A student whose parameterisation differs from its teacher's
+    starts from the teacher's weights with the output layer refitted by least squares
+    (``refit_output``, on ``refit_samples`` inputs of the stage's timesteps) to the prediction
+    the teacher implies.
     """
 
     iters: PositiveInt = 10_000
@@ -33,6 +42,13 @@ class StageParams:
     hflip: bool = True
     seed: NonNegativeInt = 0
     checkpoint_every: PositiveInt = 500
+    parameterization: str = "v"
+    refit_output: bool = True
+    refit_samples: PositiveInt = 256
+
+    def __post_init__(self):
+        if self.parameterization not in ("eps", "x", "v"):
+            raise ValueError(f"parameterization must be 'eps', 'x' or 'v', got {self.parameterization!r}")
 
     def stage_iters(self, student_steps: int) -> int:
         """Iterations of the stage that produces a ``student_steps``-step student."""

@@ -21,6 +21,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..io import load_torch, save_torch
+from ..models.parameterization import kind_of, to_eps, to_x0
 from .targets import coefficients, pd_target, stage_times
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,16 @@ def _means(entries: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     return {k: float(np.mean(torch.stack([e[k] for e in entries]).tolist())) for k in entries[0]}
 
 
-def _eps(unet: nn.Module):
-    return lambda z, t: unet(z, t).sample
+def _eps(unet: nn.Module, kind: str = "eps", alphas_cumprod: torch.Tensor | None = None):
+    """``(z, t) -> eps`` of a UNet predicting ``kind``."""
+    if kind == "eps":
+        return lambda z, t: unet(z, t).sample
+
+    def fn(z, t):
+        a, s = coefficients(alphas_cumprod, t)
+        return to_eps(unet(z, t).sample, z, a, s, kind)
+
+    return fn
 
 
 def distill_stage(
@@ -47,6 +56,7 @@ def distill_stage(
     state_dir: str | Path | None = None,
     stop_at: int | None = None,
     compile: bool = False,
+    teacher_prediction: str = "epsilon",
 ) -> tuple[nn.Module, dict]:
     """Distil ``teacher`` (an epsilon-prediction UNet sampled with 2N trailing DDIM steps) into a
     student initialised from it that matches it with N = ``student_steps`` steps.
@@ -54,7 +64,9 @@ def distill_stage(
     ``method`` is a registered distillation method and ``params`` its parameters (``iters``,
     ``batch_size``, ``lr``, ...: PD's fields, which every method here extends); ``features`` is the
     frozen network its objective needs, if any. ``stop_at`` ends the
-    call after that iteration, as a job killed there would (tests). Returns (student, stats).
+    call after that iteration, as a job killed there would (tests). ``teacher_prediction``: what the
+    teacher predicts (its scheduler's ``prediction_type``); the student predicts
+    ``params.parameterization``. Returns (student, stats).
     """
     from .methods import DISTILLERS
 
@@ -75,6 +87,20 @@ def distill_stage(
     own = objective.trainable()  # e.g. RDD's projection head, with its own optimiser
     head_opt = torch.optim.Adam(own, lr=params.lr, weight_decay=params.weight_decay) if own else None
     ac = alphas_cumprod.to(device=device, dtype=torch.float64)
+    teacher_kind, kind = kind_of(teacher_prediction), params.parameterization
+    refit = None
+    if kind != teacher_kind and params.refit_output:  # before the optimiser's state is restored, if resuming
+        from .reparam import refit_output
+
+        g = torch.Generator().manual_seed(params.seed + 1)  # not the data order's generator
+        n = params.refit_samples
+        x0r = data[torch.randint(0, data.shape[0], (n,), generator=g).to(device)]
+        tr = stage_times(T, student_steps, torch.randint(1, student_steps + 1, (n,), generator=g))[0].to(device)
+        ar, sr = coefficients(ac, tr)
+        zr = (ar * x0r.double() + sr * torch.randn(x0r.shape, generator=g).to(device).double()).float()
+        refit = refit_output(student, _eps(teacher, teacher_kind, ac), zr, tr, ac, kind)
+        log.info("output layer refitted from %s to %s: relative error %.4f -> %.4f", teacher_kind, kind,
+                 refit["rel_err_before"], refit["rel_err_after"])
     gen = torch.Generator().manual_seed(params.seed)
     state_path = Path(state_dir) / "stage_state.pt" if state_dir else None
     start = 0
@@ -90,7 +116,7 @@ def distill_stage(
         gen.set_state(st["gen"])
         start = st["step"]
         log.info("resumed distillation from iteration %d (%s)", start, state_path)
-    teacher_fn = _eps(torch.compile(teacher) if compile else teacher)
+    teacher_fn = _eps(torch.compile(teacher) if compile else teacher, teacher_kind, ac)
     student_fwd = torch.compile(student) if compile else student
     t0 = time.time()
     history: list[dict[str, torch.Tensor]] = []
@@ -108,8 +134,11 @@ def distill_stage(
         a, s = coefficients(ac, t)
         z = (a * x0.double() + s * noise.double()).float()
         x_target = pd_target(teacher_fn, z, t, t_mid, t_end, ac, params.clip_teacher_x0)
-        eps_s = student_fwd(z, t).sample
-        loss, parts = objective(eps_s, z, x_target, a, s)
+        out = student_fwd(z, t).sample
+        if kind == "eps":
+            loss, parts = objective(out, z, x_target, a, s)
+        else:
+            loss, parts = objective(to_eps(out, z, a, s, kind), z, x_target, a, s, to_x0(out, z, a, s, kind))
         opt.zero_grad(set_to_none=True)
         if head_opt is not None:
             head_opt.zero_grad(set_to_none=True)
@@ -137,6 +166,6 @@ def distill_stage(
         "method": method, "student_steps": student_steps, "teacher_steps": 2 * student_steps,
         "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": time.time() - t0,
         "final_losses": _means(tail) if tail else {},
-        "params": asdict(params),
+        "params": asdict(params), "teacher_prediction": teacher_kind, "prediction": kind, "refit_output": refit,
     }
     return student.cpu().requires_grad_(False), stats

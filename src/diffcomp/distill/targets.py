@@ -11,14 +11,11 @@ from typing import Callable
 
 import torch
 
+from ..models.parameterization import coefficients  # noqa: F401  (the stage and tests use it from here)
+
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def coefficients(alphas_cumprod: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a_t, s_t) per sample as (B, 1, 1, 1) float64 tensors; t == -1 gives (1, 0)."""
-    ac = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod]).to(torch.float64)
-    a2 = ac.to(t.device)[t + 1].view(-1, 1, 1, 1)
-    return a2.sqrt(), (1 - a2).clamp(min=0).sqrt()
 
 
 def x0_from_eps(z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -62,10 +59,13 @@ def pd_target(teacher: EpsFn, z: torch.Tensor, t: torch.Tensor, t_mid: torch.Ten
 
 
 def pd_loss(eps_student: torch.Tensor, z: torch.Tensor, x_target: torch.Tensor,
-            a: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """mean over the batch of max(MSE_x0, MSE_eps) per sample; also returns the student's x0."""
+            a: torch.Tensor, s: torch.Tensor, x0_student: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean over the batch of max(MSE_x0, MSE_eps) per sample (the truncated-SNR weighting:
+    MSE_eps = SNR * MSE_x0 at fixed z, so this is max(1, SNR) * MSE_x0 whatever the student
+    predicts); also returns the student's x0. ``x0_student``: the student's own x0 (a student
+    predicting x or v), else it is computed from ``eps_student``."""
     a, s = a.to(z.dtype), s.to(z.dtype)
-    x0 = (z - s * eps_student) / a
+    x0 = (z - s * eps_student) / a if x0_student is None else x0_student
     eps_target = (z - a * x_target) / s
     mse_x0 = (x0 - x_target).pow(2).flatten(1).mean(1)
     mse_eps = (eps_student - eps_target).pow(2).flatten(1).mean(1)
@@ -90,8 +90,8 @@ class PDObjective(torch.nn.Module):
     the device, so logging them costs no synchronisation per iteration), list their own trainable
     parameters (``trainable``) and any non-tensor state a resumed stage needs (``extra_state``)."""
 
-    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss, _ = pd_loss(eps_s, z, x_target, a, s)
+    def forward(self, eps_s, z, x_target, a, s, x0_s=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, _ = pd_loss(eps_s, z, x_target, a, s, x0_s)
         return loss, {"mse": loss.detach()}
 
     def trainable(self) -> list[torch.nn.Parameter]:

@@ -99,14 +99,30 @@ def ddim_sample(
     return x
 
 
-def unet_fn(unet: torch.nn.Module, autocast_dtype: torch.dtype | None = None) -> ModelFn:
-    """Wrap a diffusers UNet2DModel as ``(x, t) -> eps``; optionally under autocast (bf16 on GPU)."""
+def unet_fn(unet: torch.nn.Module, autocast_dtype: torch.dtype | None = None, prediction_type: str = "epsilon",
+            alphas_cumprod: torch.Tensor | None = None) -> ModelFn:
+    """Wrap a diffusers UNet2DModel as ``(x, t) -> eps``; optionally under autocast (bf16 on GPU).
+    A model that predicts x or v (``prediction_type``, diffusers' names or eps/x/v) has its output
+    converted to eps, which needs the schedule ``alphas_cumprod``."""
+    from .parameterization import coefficients, kind_of, to_eps
 
-    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    kind = kind_of(prediction_type)
+    if kind != "eps" and alphas_cumprod is None:
+        raise ValueError(f"a {prediction_type} model needs alphas_cumprod to give eps")
+
+    def raw(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if autocast_dtype is not None:
             with torch.autocast(device_type=x.device.type, dtype=autocast_dtype):
                 return unet(x, t).sample.float()
         return unet(x, t).sample
+
+    if kind == "eps":
+        return raw
+
+    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        tt = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
+        a, s = coefficients(alphas_cumprod.to(x.device), tt)
+        return to_eps(raw(x, t), x, a, s, kind)
 
     return fn
 

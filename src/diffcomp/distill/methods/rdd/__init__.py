@@ -45,6 +45,7 @@ class RDDParams(StageParams):
     mse_weight: NonNegativeFloat = 0.0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.anchors > self.memory_size:
             raise ValueError(f"anchors ({self.anchors}) must not exceed memory_size ({self.memory_size})")
 

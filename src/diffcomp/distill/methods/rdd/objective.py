@@ -30,9 +30,9 @@ class RDDObjective(nn.Module):
     def load_extra_state(self, state) -> None:
         self.memory.gen.set_state(state)
 
-    def forward(self, eps_s, z, x_target, a, s) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, eps_s, z, x_target, a, s, x0_s=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
-        mse, x0_s = pd_loss(eps_s, z, x_target, a, s)
+        mse, x0_s = pd_loss(eps_s, z, x_target, a, s, x0_s)
         with torch.no_grad():
             map_t, vec_t = self.features(x_target)
         map_s, vec_s = self.features(x0_s)

@@ -4,14 +4,11 @@ the FID-vs-steps figure."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from ..io import read_json_object
-from ..report.html import write_table_html
-from ..report.tables import distill_caption, fid_vs_steps_figure, load_metrics, table3, write_table
-
-log = logging.getLogger(__name__)
+from ..report.tables import distill_caption, fid_vs_steps_figure, load_metrics, table3
+from ._tables import write_outputs
 
 
 def add_arguments(p) -> None:
@@ -35,9 +32,6 @@ def run(args) -> None:
             wall[variant] = float(read_json_object(prov, ("wall_seconds",))["wall_seconds"])
     df = table3(records, rows, steps)
     title, caption = "Table 3: few-step students (progressive distillation, RDD)", distill_caption(records, wall)
-    write_table(df, args.out_stem, title, caption)
-    if args.html:
-        write_table_html(df, args.html, title, caption)
+    write_outputs(df, args, title, caption)
     if args.figure:
         fid_vs_steps_figure(records, rows, steps, args.figure)
-    log.info("\n%s", df.to_string())

@@ -16,10 +16,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import torch
 
 from diffcomp.distill.reparam import refit_output
-from diffcomp.distill.stage import _eps
-from diffcomp.distill.targets import coefficients, pd_loss, pd_target, stage_times
+from diffcomp.distill.targets import pd_loss, pd_target, stage_times
 from diffcomp.io import load_npz
-from diffcomp.models.parameterization import to_eps, to_x0
+from diffcomp.models.parameterization import coefficients, to_eps, to_x0
+from diffcomp.models.sampler import unet_fn
 from diffcomp.models.pipeline import load_pipeline
 
 ap = argparse.ArgumentParser()
@@ -41,13 +41,13 @@ x0 = images[torch.randint(0, len(images), (len(k),), generator=g)]
 t, t_mid, t_end = stage_times(T, N, k)
 a, s = coefficients(ac, t)
 z = (a * x0.double() + s * torch.randn(x0.shape, generator=g).double()).float()
-target = pd_target(_eps(teacher), z, t, t_mid, t_end, ac)
+target = pd_target(unet_fn(teacher), z, t, t_mid, t_end, ac)
 out = {}
 for kind in ("eps", "x", "v"):
     student = copy.deepcopy(teacher)
     refit = None
     if kind != "eps":
-        refit = refit_output(student, _eps(teacher), z, t, ac, kind)
+        refit = refit_output(student, unet_fn(teacher), z, t, ac, kind)
     student.requires_grad_(True)
     norms = {}
     for name, sel in (("top", k == N), ("rest", k != N)):

@@ -15,8 +15,9 @@ from diffcomp.distill.methods.rdd.relational import (
     feature_kl,
     pixel_relation_kl,
 )
-from diffcomp.distill.targets import coefficients, pd_loss, pd_target, stage_times
-from diffcomp.models.sampler import ddim_sample, ddim_step, ddim_timesteps
+from diffcomp.distill.targets import pd_loss, pd_target, stage_times
+from diffcomp.models.parameterization import coefficients
+from diffcomp.models.sampler import ddim_sample, ddim_step, ddim_timesteps, unet_fn
 from diffcomp.models.unet import build_scheduler
 
 AC = build_scheduler().alphas_cumprod.to(torch.float64)
@@ -380,7 +381,6 @@ def test_refitting_the_output_layer_lowers_the_error_to_the_teachers_v(tiny_unet
     import copy
 
     from diffcomp.distill.reparam import refit_output
-    from diffcomp.distill.stage import _eps
 
     g = torch.Generator().manual_seed(1)
     t = torch.randint(0, 1000, (24,), generator=g)
@@ -389,13 +389,13 @@ def test_refitting_the_output_layer_lowers_the_error_to_the_teachers_v(tiny_unet
          + s * torch.randn(24, 1, 32, 32, generator=g, dtype=torch.float64)).float()
     student = copy.deepcopy(tiny_unet)
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    info = refit_output(student, _eps(tiny_unet), z, t, AC, "v", batch_size=8)
+    info = refit_output(student, unet_fn(tiny_unet), z, t, AC, "v", batch_size=8)
     assert info["rel_err_after"] < info["rel_err_before"]
     assert info["rel_err_after"] <= 0.999 * info["rel_err_before"]
     changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"conv_out.weight", "conv_out.bias"}
     # a second fit on the same data changes nothing: the first was the least-squares optimum
-    again = refit_output(student, _eps(tiny_unet), z, t, AC, "v", batch_size=8)
+    again = refit_output(student, unet_fn(tiny_unet), z, t, AC, "v", batch_size=8)
     assert again["rel_err_before"] == pytest.approx(info["rel_err_after"], rel=1e-4)
 
 

@@ -32,8 +32,8 @@ def run(args) -> None:
     cfg = section(CaptureConfig, args.cfg, "calibration")
     pipe = load_pipeline(args.model, device=device)
     c = pipe.unet.config
-    traj = capture(unet_fn(pipe.unet, None, pipe.prediction_type, pipe.alphas_cumprod), cfg.n_trajectories, (c.in_channels, c.sample_size, c.sample_size),
-                   pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size, device)
+    fn = unet_fn(pipe.unet, None, pipe.prediction_type, pipe.alphas_cumprod)
+    traj = capture(fn, cfg.n_trajectories, (c.in_channels, c.sample_size, c.sample_size), pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size, device)
     traj.meta = {"sampler": dataclasses.asdict(sampler), "capture": dataclasses.asdict(cfg)}
     traj.save(args.out)
     log.info("trajectories %s at timesteps %s", tuple(traj.xs.shape), traj.ts.tolist())

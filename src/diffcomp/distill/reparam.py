@@ -19,8 +19,8 @@ def refit_output(student: nn.Module, teacher_eps, z: torch.Tensor, t: torch.Tens
     noise prediction ``teacher_eps(z, t)`` implies; the layers before it are unchanged. Returns the
     student's relative error on those inputs before and after."""
     conv = student.conv_out
-    if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-        raise ValueError("refit_output needs an ungrouped Conv2d conv_out")
+    if not isinstance(conv, nn.Conv2d) or conv.groups != 1 or conv.bias is None:
+        raise ValueError("refit_output needs an ungrouped Conv2d conv_out with a bias")
     seen: list[torch.Tensor] = []
     hook = conv.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
     k = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] + 1
@@ -48,8 +48,6 @@ def refit_output(student: nn.Module, teacher_eps, z: torch.Tensor, t: torch.Tens
     before = sum(float((o - y).pow(2).sum()) for _, y, o in chunks)
     norm = sum(float(y.pow(2).sum()) for _, y, _ in chunks)
     conv.weight.copy_(w[:-1].T.reshape(conv.weight.shape).to(conv.weight.dtype))
-    if conv.bias is None:
-        raise ValueError("refit_output needs conv_out with a bias")
     conv.bias.copy_(w[-1].to(conv.bias.dtype))
     after = sum(float((conv(h.to(conv.weight.dtype)).double() - y).pow(2).sum()) for h, y, _ in chunks)
     return {"kind": kind, "samples": int(z.shape[0]), "rel_err_before": (before / norm) ** 0.5,

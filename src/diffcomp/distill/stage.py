@@ -21,8 +21,9 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from ..io import load_torch, save_torch
-from ..models.parameterization import kind_of, to_eps, to_x0
-from .targets import coefficients, pd_target, stage_times
+from ..models.parameterization import coefficients, kind_of, to_eps, to_x0
+from ..models.sampler import unet_fn
+from .targets import pd_target, stage_times
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,6 @@ log = logging.getLogger(__name__)
 def _means(entries: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Mean of each logged loss part over ``entries`` (one device-to-host copy per part)."""
     return {k: float(np.mean(torch.stack([e[k] for e in entries]).tolist())) for k in entries[0]}
-
-
-def _eps(unet: nn.Module, kind: str = "eps", alphas_cumprod: torch.Tensor | None = None):
-    """``(z, t) -> eps`` of a UNet predicting ``kind``."""
-    if kind == "eps":
-        return lambda z, t: unet(z, t).sample
-
-    def fn(z, t):
-        a, s = coefficients(alphas_cumprod, t)
-        return to_eps(unet(z, t).sample, z, a, s, kind)
-
-    return fn
 
 
 def distill_stage(
@@ -98,7 +87,7 @@ def distill_stage(
         tr = stage_times(T, student_steps, torch.randint(1, student_steps + 1, (n,), generator=g))[0].to(device)
         ar, sr = coefficients(ac, tr)
         zr = (ar * x0r.double() + sr * torch.randn(x0r.shape, generator=g).to(device).double()).float()
-        refit = refit_output(student, _eps(teacher, teacher_kind, ac), zr, tr, ac, kind)
+        refit = refit_output(student, unet_fn(teacher, None, teacher_kind, ac), zr, tr, ac, kind)
         log.info("output layer refitted from %s to %s: relative error %.4f -> %.4f", teacher_kind, kind,
                  refit["rel_err_before"], refit["rel_err_after"])
     gen = torch.Generator().manual_seed(params.seed)
@@ -116,7 +105,7 @@ def distill_stage(
         gen.set_state(st["gen"])
         start = st["step"]
         log.info("resumed distillation from iteration %d (%s)", start, state_path)
-    teacher_fn = _eps(torch.compile(teacher) if compile else teacher, teacher_kind, ac)
+    teacher_fn = unet_fn(torch.compile(teacher) if compile else teacher, None, teacher_kind, ac)
     student_fwd = torch.compile(student) if compile else student
     t0 = time.time()
     history: list[dict[str, torch.Tensor]] = []

@@ -11,19 +11,9 @@ from typing import Callable
 
 import torch
 
-from ..models.parameterization import coefficients  # noqa: F401  (the stage and tests use it from here)
+from ..models.parameterization import coefficients, to_x0
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-
-
-def x0_from_eps(z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    return ((z - s * eps) / a).to(z.dtype)
-
-
-def eps_from_x0(z: torch.Tensor, x0: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    return ((z - a * x0) / s).to(z.dtype)
 
 
 def ddim_move(z: torch.Tensor, x0: torch.Tensor, a: torch.Tensor, s: torch.Tensor,
@@ -46,11 +36,11 @@ def pd_target(teacher: EpsFn, z: torch.Tensor, t: torch.Tensor, t_mid: torch.Ten
     a1, s1 = coefficients(alphas_cumprod, t_mid)
     a2, s2 = coefficients(alphas_cumprod, t_end)
     z64 = z.double()
-    x = x0_from_eps(z64, teacher(z, t).double(), a, s)
+    x = to_x0(teacher(z, t).double(), z64, a, s, "eps")
     if clip_x0:
         x = x.clamp(-1, 1)
     z1 = ddim_move(z64, x, a, s, a1, s1)
-    x1 = x0_from_eps(z1, teacher(z1.to(z.dtype), t_mid).double(), a1, s1)
+    x1 = to_x0(teacher(z1.to(z.dtype), t_mid).double(), z1, a1, s1, "eps")
     if clip_x0:
         x1 = x1.clamp(-1, 1)
     z2 = ddim_move(z1, x1, a1, s1, a2, s2)

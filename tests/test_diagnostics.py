@@ -55,7 +55,7 @@ def test_correction_recovers_a_per_step_gain_and_bias(per_pixel):
         assert torch.allclose(corr(q[s], torch.tensor(t)), f[s], atol=1e-5)
     mixed = torch.stack([q[0, 0], q[2, 1]])  # a batch of two timesteps
     assert torch.allclose(corr(mixed, torch.tensor([900, 100])), torch.stack([f[0, 0], f[2, 1]]), atol=1e-5)
-    with pytest.raises(KeyError, match="no eps correction for timesteps \\[7\\]"):
+    with pytest.raises(KeyError, match="timestep \\[7\\] has no eps correction"):
         corr(q[0], torch.tensor(7))
 
 

@@ -125,7 +125,8 @@ def _sample_chunk_path(state_root: Path, model: Path, sampler: str) -> Path:
     from diffcomp.cli.sample import _state_key
     from diffcomp.models.config import SamplerConfig
 
-    args = argparse.Namespace(model=str(model), quantized=None, start=0, end=2, seed=0, batch_size=2, bf16=False)
+    args = argparse.Namespace(model=str(model), quantized=None, start=0, end=2, seed=0, batch_size=2, precision="fp32",
+                              compile=None)
     return state_root / _state_key(args, SamplerConfig(**json.loads(sampler)), "cpu") / "00000000-00000002.npz"
 
 

@@ -164,13 +164,29 @@ class DistillationConfig:
 class EvaluationConfig:
     """Samples per variant, shards (seeds are ``seed + image index``), and the reference: a
     dataset split (``train`` or ``test``) or an ``.npz`` in the ADM evaluator's reference-batch
-    format (``mu``, ``sigma``, ``mu_s``, ``sigma_s``; images ``arr_0`` optional)."""
+    format (``mu``, ``sigma``, ``mu_s``, ``sigma_s``; images ``arr_0`` optional).
+
+    How the sample jobs compute: ``precision`` ``fp32`` (exact: TF32 off), ``tf32`` or ``bf16``
+    (autocast; quantized weights are stored in bf16 once), ``compile`` a ``torch.compile`` mode
+    (``default``, ``max-autotune``, ``max-autotune-no-cudagraphs``, ``reduce-overhead`` for CUDA
+    graphs) or null for eager, and ``batch_size`` images per batch. The GPU fast path is
+    ``precision: bf16, compile: default``; images then differ from fp32's by bf16 rounding."""
 
     n_samples: int = 50_000
     shard_size: int = 1000
     seed: int = 0
     batch_size: int = 250
     reference: str = "test"
+    precision: str = "fp32"
+    compile: str | None = None
+
+    def __post_init__(self):
+        from .models.config import COMPILE_MODES, PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be null or one of {list(COMPILE_MODES)}, got {self.compile!r}")
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,7 @@ wildcard_constraints:
 def protocol(w):
     return json.dumps({"sampler": dataclasses.asdict(variant_sampler(w.variant)), "seed": CFG.evaluation.seed,
                        "reference": CFG.evaluation.reference, "dataset": CFG.dataset.name,
+                       "precision": CFG.evaluation.precision, "compile": CFG.evaluation.compile,
                        "config": CFG.name}, sort_keys=True)  # fmt: skip
 
 

@@ -25,13 +25,17 @@ rule sample_shard:
         end=lambda w: shard_range(int(w.i))[1],
         seed=CFG.evaluation.seed,
         batch=CFG.evaluation.batch_size,
+        fast=(
+            f"--precision {CFG.evaluation.precision}"
+            + (f" --compile {CFG.evaluation.compile}" if CFG.evaluation.compile else "")
+        ),
         quantized=lambda w, input: (
             f"--quantized {shlex.quote(input.quantized[0])}" if input.quantized else ""
         ),
         code=sample_code,
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli sample --model {params.model:q} {params.quantized} --sampler {params.sampler}'
-        " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch}"
+        " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch} {params.fast}"
         ' --out {output:q} --state-dir {params.state:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.config import SamplerConfig
+from ..models.config import COMPILE_MODES, PRECISIONS, SamplerConfig
 from ..io import load_npz, save_npz
-from ._common import exact_fp32, pick_device, section, set_threads
+from ._common import pick_device, section, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def add_arguments(p) -> None:
     p.add_argument("--state-dir", default=None, help="keeps finished batches across retries")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU fast path)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32 (exact: TF32 off), tf32, or bf16 (autocast; the GPU fast path)")
+    p.add_argument("--compile", default=None, choices=COMPILE_MODES, help="torch.compile mode (eager if absent)")
 
 
 def _state_key(args, cfg: SamplerConfig, device: str) -> str:
@@ -47,7 +49,8 @@ def _state_key(args, cfg: SamplerConfig, device: str) -> str:
                 if f.is_file():
                     st = f.stat()
                     h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(json.dumps([cfg.__dict__, args.start, args.end, args.seed, args.batch_size, device, args.bf16]).encode())
+    h.update(json.dumps([cfg.__dict__, args.start, args.end, args.seed, args.batch_size, device, args.precision,
+                         args.compile]).encode())
     return h.hexdigest()[:16]
 
 
@@ -55,42 +58,49 @@ def run(args) -> None:
     import torch
     from tqdm.auto import tqdm
 
+    from contextlib import nullcontext
+
     from ..data.fmnist import to_uint8
-    from ..models.sampler import generate, unet_fn
+    from ..models.sampler import compiled, generate, set_precision, unet_fn
     from ..models.pipeline import load_pipeline
 
     if not 0 <= args.start < args.end:
         raise SystemExit(f"bad shard range [{args.start}, {args.end})")
     set_threads(args.threads)
     device = pick_device(args.device)
-    if not args.bf16:
-        exact_fp32(device)  # fp32 means fp32 (bf16 is the opt-in fast path)
+    autocast = set_precision(args.precision, device)
     cfg = section(SamplerConfig, args.sampler, "sampler")
     state = Path(args.state_dir) / _state_key(args, cfg, device) if args.state_dir else None
     pipe = load_pipeline(args.model, device="cpu")
     if args.quantized:
+        from ..quant.inference import frozen
         from ..quant.wrap import load_quantized
 
         pipe.unet = load_quantized(pipe.unet, args.quantized)
     pipe.unet.to(device).eval()
-    fn = unet_fn(pipe.unet, torch.bfloat16 if args.bf16 else None, pipe.prediction_type, pipe.alphas_cumprod)
+    fn = unet_fn(compiled(pipe.unet, args.compile), autocast, pipe.prediction_type, pipe.alphas_cumprod)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
     t0 = time.time()
     chunks, reused = [], 0
-    for s in tqdm(range(args.start, args.end, args.batch_size), desc=f"sample {Path(args.out).name}", mininterval=5):
-        idx = list(range(s, min(s + args.batch_size, args.end)))
-        chunk_path = state / f"{idx[0]:08d}-{idx[-1] + 1:08d}.npz" if state else None
-        if chunk_path is not None and chunk_path.exists():
-            chunks.append(load_npz(chunk_path, {"images": "uint8"})["images"])
-            reused += len(idx)
-            continue
-        images = to_uint8(generate(fn, idx, shape, pipe.alphas_cumprod, cfg, args.seed, device))
-        if chunk_path is not None:
-            save_npz(chunk_path, images=images)
-        chunks.append(images)
+    with frozen(pipe.unet, autocast) if args.quantized else nullcontext():
+        for s in tqdm(range(args.start, args.end, args.batch_size), desc=f"sample {Path(args.out).name}", mininterval=5):
+            idx = list(range(s, min(s + args.batch_size, args.end)))
+            chunk_path = state / f"{idx[0]:08d}-{idx[-1] + 1:08d}.npz" if state else None
+            if chunk_path is not None and chunk_path.exists():
+                chunks.append(load_npz(chunk_path, {"images": "uint8"})["images"])
+                reused += len(idx)
+                continue
+            # A compiled UNet keeps one batch shape: a short last batch is padded with images of
+            # the next indices (each image depends only on its own seed) and those are dropped.
+            run_idx = idx + list(range(idx[-1] + 1, s + args.batch_size)) if args.compile else idx
+            images = to_uint8(generate(fn, run_idx, shape, pipe.alphas_cumprod, cfg, args.seed, device)[: len(idx)])
+            if chunk_path is not None:
+                save_npz(chunk_path, images=images)
+            chunks.append(images)
     images = np.concatenate(chunks)
     save_npz(args.out, images=images, indices=np.arange(args.start, args.end))
     if state is not None:
         shutil.rmtree(state, ignore_errors=True)
     dt = time.time() - t0
-    log.info("%d images (%d reused from an interrupted run) in %.1f s", len(images), reused, dt)
+    log.info("%d images (%d reused from an interrupted run) in %.1f s (%s%s)", len(images), reused, dt,
+             args.precision, f", compiled {args.compile}" if args.compile else "")

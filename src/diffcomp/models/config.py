@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
+
 
 @dataclass(frozen=True)
 class UNetArch:

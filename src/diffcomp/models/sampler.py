@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import SamplerConfig
+from .config import PRECISIONS, SamplerConfig
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -125,6 +125,29 @@ def unet_fn(unet: torch.nn.Module, autocast_dtype: torch.dtype | None = None, pr
         return to_eps(raw(x, t), x, a, s, kind)
 
     return fn
+
+
+def set_precision(precision: str, device: str | torch.device) -> torch.dtype | None:
+    """Set the CUDA math mode of ``precision`` and return the autocast dtype it needs:
+    ``fp32`` exact (TF32 off: cuDNN convolutions default to TF32, about 1e-3 relative error, which
+    a few-step sampler multiplies by 1 / sqrt(alphas_cumprod[t])), ``tf32`` (TF32 matmuls and
+    convolutions), ``bf16`` (autocast to bf16). On CPU only ``bf16`` changes anything."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if str(device).startswith("cuda"):
+        exact = precision == "fp32"
+        torch.backends.cudnn.allow_tf32 = not exact
+        torch.backends.cuda.matmul.allow_tf32 = not exact
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def compiled(unet: torch.nn.Module, mode: str | None) -> torch.nn.Module:
+    """``unet`` under ``torch.compile`` (``mode``: torch's, e.g. ``default``, ``max-autotune``,
+    ``reduce-overhead`` for CUDA graphs); as is with None. The timestep reaches the UNet (and
+    every per-timestep quantizer) as a tensor, so the sampling steps share one graph."""
+    if mode is None:
+        return unet
+    return torch.compile(unet, mode=None if mode == "default" else mode, dynamic=False)
 
 
 def generate(

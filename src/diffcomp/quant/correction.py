@@ -16,6 +16,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .timestep import lookup_steps, step_lut
+
 
 class EpsCorrection(nn.Module):
     def __init__(self, timesteps: Sequence[int], shape: tuple[int, ...], per_pixel: bool = False):
@@ -25,14 +27,11 @@ class EpsCorrection(nn.Module):
         self.register_buffer("timesteps", torch.tensor(list(timesteps), dtype=torch.long))
         self.register_buffer("gain", torch.ones(len(timesteps)))
         self.register_buffer("bias", torch.zeros(bias_shape))
-        self._index = {int(t): i for i, t in enumerate(timesteps)}
+        self.register_buffer("lut", step_lut(timesteps), persistent=False)
 
     def index(self, t: torch.Tensor) -> torch.Tensor:
-        vals = t.reshape(-1).tolist()
-        missing = sorted({int(v) for v in vals} - set(self._index))
-        if missing:
-            raise KeyError(f"no eps correction for timesteps {missing[:5]} (fitted for {sorted(self._index)})")
-        return torch.tensor([self._index[int(v)] for v in vals], device=self.gain.device)
+        """The fitted step of every entry of ``t`` (no host synchronisation under compile)."""
+        return lookup_steps(self.lut, t, "eps correction")
 
     def forward(self, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, device=eps.device).reshape(-1)

@@ -54,6 +54,7 @@ class QuantLayer(QuantModule):
             self.register_buffer("smooth_scale", torch.ones(in_ch))
         self.allow_weights, self.allow_acts = w is not None, a is not None
         self.quant_weights, self.quant_acts = self.allow_weights, self.allow_acts
+        self.register_buffer("frozen_weight", None, persistent=False)  # see quant.inference.frozen
 
     @property
     def weight(self) -> torch.Tensor:
@@ -133,8 +134,21 @@ class QuantLayer(QuantModule):
             x = x / (s.view([1, -1] + [1] * (x.dim() - 2)) if isinstance(self.module, nn.Conv2d) else s)
         return self._by_part(self.input_quantizers, x) if self.quant_acts else x
 
+    @torch.no_grad()
+    def freeze_weight(self, dtype: torch.dtype | None = None, clear: bool = False) -> None:
+        """Store the weight this layer computes with now (quantized or not, in ``dtype``) and use it
+        until ``clear``; ``quant.inference.frozen`` is the way to call it."""
+        if clear:
+            self.frozen_weight = None
+            return
+        if any(q.pending for q in self.weight_quantizers):
+            raise RuntimeError("freeze_weight: bake learned rounding into the weight first")
+        w = self.quantized_weight().detach()
+        self.frozen_weight = w.to(dtype) if dtype is not None else w.clone()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, w = self.quantized_input(x), self.quantized_weight()
+        x = self.quantized_input(x)
+        w = self.frozen_weight if self.frozen_weight is not None else self.quantized_weight()
         m = self.module
         if isinstance(m, nn.Conv2d):
             return F.conv2d(x, w, m.bias, m.stride, m.padding, m.dilation, m.groups)

@@ -2,9 +2,16 @@
 
 ``StepContext`` is set once per UNet call: ``quantize_model`` registers it as a forward pre-hook
 of the model (PyTorch's extension point), so it sees the timestep the UNet receives, whatever the
-sampler and its order. A ``TimestepQuantizer`` holds one ``UniformQuantizer`` per sampling step
-and applies, to each sample, the one of that sample's timestep (a batch of mixed timesteps, as in
-calibration, is split by timestep). Reconstruction of a single block sets the context itself
+sampler and its order. It keeps the timesteps as a tensor and never reads them on the host, so a
+compiled UNet neither breaks its graph nor recompiles from one sampling step to the next.
+
+A ``TimestepQuantizer`` holds one ``UniformQuantizer`` per sampling step and applies, to each
+sample, the grid of that sample's timestep. It has two equivalent paths: ``gather`` (the grids'
+parameters stacked into tables and indexed by each sample's step index: no host
+synchronisation, one kernel chain whatever the batch; the inference path, switched on by
+``quant.inference.frozen``) and the default split path (the batch split by timestep and each part
+passed through its own grid as a module, so calibration's hooks on the grids see exactly their
+own timestep's inputs). Reconstruction of a single block sets the context itself
 (``StepContext.using``).
 """
 
@@ -16,25 +23,56 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from .quantizer import Quantizer, UniformQuantizer
+from .quantizer import Quantizer, UniformQuantizer, fake_quant, fake_quant_inplace
+
+
+def step_lut(timesteps: Sequence[int]) -> torch.Tensor:
+    """A table from model timestep to sampling-step index (-1 where a timestep has none)."""
+    ts = [int(t) for t in timesteps]
+    if len(set(ts)) != len(ts) or any(t < 0 for t in ts):
+        raise ValueError(f"timesteps must be distinct and >= 0, got {ts}")
+    lut = torch.full((max(ts) + 1,), -1, dtype=torch.long)
+    lut[torch.tensor(ts, dtype=torch.long)] = torch.arange(len(ts))
+    return lut
+
+
+def lookup_steps(lut: torch.Tensor, t: torch.Tensor, what: str) -> torch.Tensor:
+    """Step index of every entry of ``t`` by ``lut``. Eagerly, an unknown timestep is a
+    ``KeyError`` (one host synchronisation); under ``torch.compile`` the check is left out."""
+    t = t.to(lut.device).long().reshape(-1)
+    idx = lut[t.clamp(0, lut.numel() - 1)]
+    if not torch.compiler.is_compiling():
+        bad = (t < 0) | (t >= lut.numel()) | (idx < 0)
+        if bool(bad.any()):
+            known = (lut >= 0).nonzero().flatten().tolist()
+            raise KeyError(f"timestep {sorted(set(t[bad].tolist()))[:5]} has no {what} (calibrated for {known})")
+    return idx
 
 
 class StepContext:
-    """The timesteps of the current UNet call: ``t`` (one per sample) and its distinct values."""
+    """The timesteps of the current UNet call: ``t``, one per sample (a tensor on the model's
+    device; None outside a call)."""
 
     def __init__(self):
         self.t: torch.Tensor | None = None
-        self.values: list[int] = []
+        self._values: list[int] | None = None
 
     def set(self, t: torch.Tensor | int | None, batch: int | None = None) -> None:
+        self._values = None
         if t is None:
-            self.t, self.values = None, []
+            self.t = None
             return
         t = torch.as_tensor(t).reshape(-1)
         if batch is not None and t.numel() == 1 and batch > 1:
             t = t.expand(batch)
         self.t = t
-        self.values = sorted({int(v) for v in t.unique().tolist()})  # one host sync per UNet call
+
+    def values(self) -> list[int]:
+        """The distinct timesteps of the call (one host synchronisation per call; the split path
+        only)."""
+        if self._values is None:
+            self._values = sorted({int(v) for v in self.t.unique().tolist()})
+        return self._values
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict):
         """Forward pre-hook of the UNet (``forward(sample, timestep, ...)``)."""
@@ -45,25 +83,31 @@ class StepContext:
 
     @contextmanager
     def using(self, t: torch.Tensor) -> Iterator[None]:
-        old = (self.t, self.values)
+        old = (self.t, self._values)
         self.set(t)
         try:
             yield
         finally:
-            self.t, self.values = old
+            self.t, self._values = old
 
 
 class TimestepQuantizer(Quantizer):
-    """One grid per sampling step (EfficientDM's per-timestep activation quantizers)."""
+    """One grid per sampling step (EfficientDM's per-timestep activation quantizers). Works on
+    inputs whose dim 0 is the batch (or the batch times a head count, sample-major, as attention
+    folds heads into it)."""
 
     def __init__(self, make: Callable[[], UniformQuantizer], timesteps: Sequence[int], context: StepContext):
         super().__init__()
         if not timesteps:
             raise ValueError("a per-timestep quantizer needs the sampling timesteps (QuantSpec.timesteps)")
         self.steps = nn.ModuleList(make() for _ in timesteps)
+        if self.steps[0].channels is not None and self.steps[0].axis == 0:
+            raise ValueError("a per-timestep quantizer's channels cannot lie on the batch axis")
         self.register_buffer("timesteps", torch.tensor(list(timesteps), dtype=torch.long))
+        self.register_buffer("lut", step_lut(timesteps), persistent=False)
         self._index = {int(t): i for i, t in enumerate(timesteps)}
         self.context = context
+        self.gather = False  # set by quant.inference.frozen
 
     def extra_repr(self) -> str:
         return f"{len(self.steps)} timesteps"
@@ -79,19 +123,45 @@ class TimestepQuantizer(Quantizer):
     def for_timestep(self, t: int) -> UniformQuantizer:
         return self.steps[self.index(t)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _sample_t(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.context
         if ctx is None or ctx.t is None:
             raise RuntimeError("per-timestep quantizer called outside a UNet call (no timestep context)")
-        if len(ctx.values) == 1:
-            return self.for_timestep(ctx.values[0])(x)
         t = ctx.t.to(x.device)
         if x.shape[0] != t.shape[0]:  # attention folds heads into the batch, sample-major
             if x.shape[0] % t.shape[0]:
                 raise RuntimeError(f"batch of {x.shape[0]} does not match {t.shape[0]} timesteps")
             t = t.repeat_interleave(x.shape[0] // t.shape[0])
+        return t
+
+    def _gathered(self, x: torch.Tensor) -> torch.Tensor:
+        """Every sample through its step's grid, by indexing stacked parameter tables."""
+        idx = lookup_steps(self.lut, self._sample_t(x), "quantization parameters")
+        first = self.steps[0]
+        if not first.enabled:
+            return x
+        view = [x.shape[0]] + [1] * (x.dim() - 1)
+        if first.channels is not None:
+            view[first.axis % x.dim()] = first.channels
+
+        def table(name: str) -> torch.Tensor:
+            return torch.stack([getattr(q, name) for q in self.steps])[idx].view(view)
+
+        scale, zp = table("scale"), table("zero_point")
+        qmin, qmax = (table("qmin_c"), table("qmax_c")) if first.mixed else (first.qmin, first.qmax)
+        if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad):
+            return fake_quant(x, scale, zp, qmin, qmax)
+        return fake_quant_inplace(x, scale, zp, qmin, qmax)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gather:
+            return self._gathered(x)
+        t = self._sample_t(x)
+        values = self.context.values()
+        if len(values) == 1:
+            return self.for_timestep(values[0])(x)
         out = torch.empty_like(x)
-        for v in ctx.values:
+        for v in values:
             mask = t == v
             out[mask] = self.for_timestep(v)(x[mask])
         return out

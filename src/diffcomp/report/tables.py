@@ -77,6 +77,8 @@ def _protocol_head(records: dict[str, dict]) -> tuple[dict, dict, str]:
     ns = sorted({q["n_samples"] for q in protos})
     head = (f"Feature extractor: {p.get('feature_extractor')}; samples per variant: {', '.join(map(str, ns))}; "
             f"reference: {p.get('reference', '?')} ({p.get('n_reference')} images)")
+    if p.get("precision", "fp32") != "fp32" or p.get("compile"):
+        head += f"; sampled in {p.get('precision', 'fp32')}" + (f", compiled ({p['compile']})" if p.get("compile") else "")
     return p, p.get("sampler", {}), head
 
 

@@ -1,0 +1,40 @@
+"""A quantized model made ready for fast inference, and back.
+
+``frozen(model)`` fake-quantizes every frozen weight once (not at every forward: the quantized
+weight is stored beside the layer's weight, optionally in the compute dtype, e.g. bf16) and
+switches per-timestep quantizers to their gather path (no host synchronisation per call). Inside
+it the model computes what it computed before (bit for bit in fp32) and runs under
+``torch.compile`` without graph breaks or recompiles across timesteps. Changing the model's
+weights or quantizers inside the block is not seen by the frozen copies: only sample inside it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+
+from .module import quant_modules
+from .timestep import TimestepQuantizer
+
+
+@contextmanager
+def frozen(model: nn.Module, dtype: torch.dtype | None = None) -> Iterator[nn.Module]:
+    """Within the block, ``model``'s quantized layers use weights quantized once (cast to
+    ``dtype`` if given) and its per-timestep quantizers gather their parameters by index."""
+    layers = [m for _, m in quant_modules(model) if hasattr(m, "freeze_weight")]
+    gathers = [m for m in model.modules() if isinstance(m, TimestepQuantizer)]
+    try:
+        with torch.no_grad():
+            for m in layers:
+                m.freeze_weight(dtype)
+        for q in gathers:
+            q.gather = True
+        yield model
+    finally:
+        for m in layers:
+            m.freeze_weight(None, clear=True)
+        for q in gathers:
+            q.gather = False

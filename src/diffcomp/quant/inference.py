@@ -32,9 +32,11 @@ def frozen(model: nn.Module, dtype: torch.dtype | None = None) -> Iterator[nn.Mo
                 m.freeze_weight(dtype)
         for q in gathers:
             q.gather = True
+            q.freeze_tables()
         yield model
     finally:
         for m in layers:
             m.freeze_weight(None, clear=True)
         for q in gathers:
             q.gather = False
+            q.freeze_tables(clear=True)

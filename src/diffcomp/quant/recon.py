@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 UNIT_TYPES = ("ResnetBlock2D", "Attention", "BasicTransformerBlock")
 GROUPS = ("rounding", "act_steps")
+ENGINES = ("eager", "resident", "graph")
 INPUTS = ("quantized", "fp", "qdrop")
 
 
@@ -178,7 +179,7 @@ def _cat(items: list):
 def _mix(q, fp, p: float, gen: torch.Generator):
     """QDrop: each element from the FP input with probability ``p``, else the quantized one."""
     if isinstance(q, torch.Tensor) and q.is_floating_point():
-        keep_fp = torch.rand(q.shape, generator=gen) < p
+        keep_fp = torch.rand(q.shape, generator=gen, device=gen.device) < p
         return torch.where(keep_fp.to(q.device), fp, q)
     if isinstance(q, (tuple, list)):
         return type(q)(_mix(a, b, p, gen) for a, b in zip(q, fp))
@@ -232,7 +233,7 @@ def _dropping(unit: nn.Module, p: float, gen: torch.Generator):
 
     def post(m, args, out):
         x = seen.pop(id(m))
-        keep_fp = (torch.rand(out.shape, generator=gen) < p).to(out.device)
+        keep_fp = (torch.rand(out.shape, generator=gen, device=gen.device) < p).to(out.device)
         return torch.where(keep_fp, x, out)
 
     handles = []
@@ -266,7 +267,8 @@ def _learned(unit: nn.Module, phase: Phase) -> dict[str, list[nn.Parameter]]:
 
 
 def _optimise(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.Parameter]], inputs, target: torch.Tensor,
-              fp_inputs, layer_target: dict, ts: torch.Tensor, seed: int, device, desc: str) -> float:
+              fp_inputs, layer_target: dict, ts: torch.Tensor, seed: int, device, desc: str,
+              curve: list[float] | None = None) -> float:
     lrs = dict(phase.lr)
     opts = {g: torch.optim.Adam(ps, lr=lrs[g]) for g, ps in groups.items()}
     scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(opts[g], T_max=phase.iters, eta_min=0.0)
@@ -314,16 +316,161 @@ def _optimise(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.Parameter
             for p in groups.get("act_steps", ()):  # step sizes stay positive
                 p.data.clamp_(min=1e-8)
             last = float(loss.detach())
+            if curve is not None:
+                curve.append(last)
     finally:
         for h in hooks:
             h.remove()
     return last
 
 
+def _schedules(phase: Phase, groups, with_reg: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Per iteration: each group's learning rate (the closed form of ``CosineAnnealingLR`` to 0 for
+    the groups in ``phase.cosine``), AdaRound's beta and whether its regulariser is on."""
+    import math
+
+    its = torch.arange(phase.iters, dtype=torch.float64)
+    lrs = {}
+    for g in groups:
+        base = dict(phase.lr)[g]
+        lrs[g] = (base * (1 + torch.cos(math.pi * its / phase.iters)) / 2 if g in phase.cosine
+                  else torch.full_like(its, base)).float()
+    reg = phase.rounding_reg
+    if with_reg:
+        sched = BetaSchedule(phase.iters, reg.b_start, reg.b_end, reg.warmup)
+        betas = torch.tensor([sched(i) for i in range(phase.iters)], dtype=torch.float32)
+        on = torch.tensor([float(sched.active(i)) for i in range(phase.iters)], dtype=torch.float32)
+    else:
+        betas, on = torch.zeros(phase.iters), torch.zeros(phase.iters)
+    return lrs, betas, on
+
+
+def _optimise_resident(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.Parameter]], inputs,
+                       target: torch.Tensor, fp_inputs, layer_target: dict, ts: torch.Tensor, seed: int, device,
+                       desc: str, curve: list[float] | None = None, graph: bool = False, warmup: int = 3) -> float:
+    """``_optimise``'s iterations with everything on ``device``: the unit's inputs and targets, the
+    mini-batch indices (drawn up front from the same CPU stream as ``_optimise``), the learning rates,
+    temperatures and the loss of every iteration; QDrop's masks from a generator on the device. The
+    step reads its iteration from a device counter, so it never waits for the host; with ``graph``
+    it is captured as one CUDA graph after ``warmup`` ordinary steps and replayed."""
+    from .timestep import TimestepQuantizer
+
+    dev = torch.device(device)
+    n, bs = target.shape[0], min(phase.batch_size, target.shape[0])
+    gen = torch.Generator().manual_seed(seed)
+    idx_all = torch.stack([torch.randint(0, n, (bs,), generator=gen) for _ in range(phase.iters)]).to(dev)
+    mix_gen = torch.Generator(device=dev).manual_seed(seed)
+    drop_gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    to_dev = lambda t: t.to(dev)  # noqa: E731
+    d_inputs, d_target = _map(inputs, to_dev), target.to(dev)
+    d_fp = _map(fp_inputs, to_dev) if phase.inputs == "qdrop" else None
+    d_layer = {k: v.to(dev) for k, v in layer_target.items()}
+    d_ts = ts.to(dev)
+    rounders = [q for _, m in quant_modules(unit) for q, _ in m.weight_parts() if q.pending] if "rounding" in groups else []
+    reg = phase.rounding_reg
+    lr_host, beta_tab, on_tab = _schedules(phase, groups, bool(reg and rounders))
+    lr_tab = {g: v.to(dev) for g, v in lr_host.items()}
+    beta_tab, on_tab = beta_tab.to(dev), on_tab.to(dev)
+    opts = {g: torch.optim.Adam(ps, lr=lr_tab[g][0].clone() if graph else float(lr_host[g][0]), capturable=graph)
+            for g, ps in groups.items()}
+    contexts = step_contexts(unit)
+    gathers = [m for m in unit.modules() if isinstance(m, TimestepQuantizer)]
+    layer_names = sorted(layer_target)
+    layer_out: dict[str, torch.Tensor] = {}
+    hooks = [unit.get_submodule(k).register_forward_hook(lambda m, a, o, k=k: layer_out.__setitem__(k, o))
+             for k in layer_names]
+    it = torch.zeros(1, dtype=torch.long, device=dev)
+    losses = torch.zeros(phase.iters, device=dev)
+
+    def at(tab: torch.Tensor) -> torch.Tensor:
+        return tab.index_select(0, it).squeeze(0)
+
+    def step() -> None:
+        idx = at(idx_all)
+        pick = lambda t: t.index_select(0, idx)  # noqa: E731
+        batch_in = _map(d_inputs, pick)
+        if d_fp is not None:
+            batch_in = _mix(batch_in, _map(d_fp, pick), phase.qdrop_p, mix_gen)
+        args, kwargs = batch_in
+        with ExitStack() as stack:
+            for c in contexts:
+                stack.enter_context(c.using(pick(d_ts)))
+            stack.enter_context(_dropping(unit, phase.act_drop_p, drop_gen))
+            out = unit(*args, **kwargs)
+        if layer_names:
+            loss = phase.loss(out, pick(d_target), layer_out, {k: pick(d_layer[k]) for k in layer_names})
+        else:
+            loss = phase.loss(out, pick(d_target))
+        if rounders and reg is not None:
+            beta = at(beta_tab)
+            loss = loss + at(on_tab) * (reg.weight * sum(q.regularizer(beta) for q in rounders))
+        loss.backward()
+        for g, o in opts.items():
+            if graph:
+                o.param_groups[0]["lr"].copy_(at(lr_tab[g]))
+            o.step()
+        for p in groups.get("act_steps", ()):  # step sizes stay positive
+            p.data.clamp_(min=1e-8)
+        losses.index_copy_(0, it, loss.detach().reshape(1).float())
+        it.add_(1)
+
+    def zero() -> None:
+        for o in opts.values():
+            o.zero_grad(set_to_none=True)
+
+    for q in gathers:
+        q.gather = True
+    try:
+        n_eager = min(warmup, phase.iters) if graph else phase.iters
+        side = torch.cuda.Stream(dev) if graph else None
+        if side is not None:
+            side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side) if side is not None else ExitStack():
+            for i in tqdm(range(n_eager), desc=desc, mininterval=10, leave=False, disable=graph):
+                if not graph:
+                    for g, o in opts.items():
+                        o.param_groups[0]["lr"] = float(lr_host[g][i])
+                zero()
+                step()
+        if side is not None:
+            torch.cuda.current_stream(dev).wait_stream(side)
+        if graph and phase.iters > n_eager:
+            g = torch.cuda.CUDAGraph()
+            for gen_ in (mix_gen, drop_gen):
+                g.register_generator_state(gen_)
+            zero()
+            with torch.cuda.graph(g):
+                step()
+            for _ in tqdm(range(phase.iters - n_eager), desc=desc, mininterval=10, leave=False):
+                g.replay()
+    finally:
+        for h in hooks:
+            h.remove()
+        for q in gathers:
+            q.gather = False
+    values = losses.tolist()  # the one host synchronisation of the unit
+    if curve is not None:
+        curve.extend(values)
+    return values[-1] if values else float("nan")
+
+
 def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple], run: Callable, phase: Phase,
-                device, units: Sequence[str]) -> dict[str, float]:
+                device, units: Sequence[str], engine: str = "auto",
+                curves: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Run ``phase`` over ``units`` in order; returns each unit's last loss. Learned rounding is
-    baked into the weights unit by unit (later units see the final rounding of earlier ones)."""
+    baked into the weights unit by unit (later units see the final rounding of earlier ones).
+
+    ``engine``: ``eager`` (the reference loop: a step per iteration from the host), ``resident``
+    (the same step with the unit's data, index schedule, temperatures and learning rates on the
+    device and no host synchronisation until the unit ends), ``graph`` (``resident`` captured once
+    as a CUDA graph and replayed: CUDA only), ``auto`` (``graph`` on CUDA, else ``eager``).
+    ``curves``: filled with every unit's loss at every iteration."""
+    if engine == "auto":
+        engine = "graph" if str(device).startswith("cuda") else "eager"
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES} or 'auto', got {engine!r}")
+    if engine == "graph" and not str(device).startswith("cuda"):
+        raise ValueError("the graph engine needs a CUDA device")
     losses = {}
     ts = _timesteps(batches)
     for k, u in enumerate(tqdm(units, desc=phase.name)):
@@ -342,8 +489,13 @@ def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple]
             fp_inputs, target, layer_target = capture(fp_model, u, batches, run, phase.inputs == "qdrop", True, layers)
         groups = _learned(unit, phase)
         with torch.enable_grad():
-            losses[u] = _optimise(unit, phase, groups, inputs, target, fp_inputs, layer_target, ts, phase.seed + k,
-                                  device, desc=f"{phase.name} {u}")
+            optimise = _optimise if engine == "eager" else _optimise_resident
+            extra = {} if engine == "eager" else {"graph": engine == "graph"}
+            curve: list[float] = []
+            losses[u] = optimise(unit, phase, groups, inputs, target, fp_inputs, layer_target, ts, phase.seed + k,
+                                 device, desc=f"{phase.name} {u}", curve=curve, **extra)
+            if curves is not None:
+                curves[u] = curve
         for _, m in quant_modules(unit):
             m.bake_weights()
         log.info("%s %s: loss %.4g", phase.name, u, losses[u])

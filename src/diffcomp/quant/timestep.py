@@ -27,12 +27,15 @@ from .quantizer import Quantizer, UniformQuantizer, fake_quant, fake_quant_inpla
 
 
 def step_lut(timesteps: Sequence[int]) -> torch.Tensor:
-    """A table from model timestep to sampling-step index (-1 where a timestep has none)."""
+    """A table from model timestep to sampling-step index (-1 where a timestep has none). A
+    timestep listed twice (the quad grid repeats its first entries) maps to its last step, as
+    ``TimestepQuantizer.index`` does."""
     ts = [int(t) for t in timesteps]
-    if len(set(ts)) != len(ts) or any(t < 0 for t in ts):
-        raise ValueError(f"timesteps must be distinct and >= 0, got {ts}")
+    if any(t < 0 for t in ts):
+        raise ValueError(f"timesteps must be >= 0, got {ts}")
     lut = torch.full((max(ts) + 1,), -1, dtype=torch.long)
-    lut[torch.tensor(ts, dtype=torch.long)] = torch.arange(len(ts))
+    for i, t in enumerate(ts):
+        lut[t] = i
     return lut
 
 
@@ -107,7 +110,15 @@ class TimestepQuantizer(Quantizer):
         self.register_buffer("lut", step_lut(timesteps), persistent=False)
         self._index = {int(t): i for i, t in enumerate(timesteps)}
         self.context = context
-        self.gather = False  # set by quant.inference.frozen
+        self.gather = False  # set by quant.inference.frozen and by reconstruction
+        self.tables: dict[str, torch.Tensor] = {}  # frozen parameter tables (quant.inference.frozen)
+
+    @torch.no_grad()
+    def freeze_tables(self, clear: bool = False) -> None:
+        """Stack every step's parameters into one table each, once (a compiled graph then holds one
+        gather per quantizer instead of a stack of every step's tensors); ``clear`` drops them."""
+        names = ("scale", "zero_point") + (("qmin_c", "qmax_c") if self.steps[0].mixed else ())
+        self.tables = {} if clear else {n: torch.stack([getattr(q, n).detach() for q in self.steps]) for n in names}
 
     def extra_repr(self) -> str:
         return f"{len(self.steps)} timesteps"
@@ -145,7 +156,10 @@ class TimestepQuantizer(Quantizer):
             view[first.axis % x.dim()] = first.channels
 
         def table(name: str) -> torch.Tensor:
-            return torch.stack([getattr(q, name) for q in self.steps])[idx].view(view)
+            tab = self.tables.get(name) if self.tables else None
+            if tab is None:  # learning (the step sizes get gradients): stacked at every call
+                tab = torch.stack([getattr(q, name) for q in self.steps])
+            return tab[idx].view(view)
 
         scale, zp = table("scale"), table("zero_point")
         qmin, qmax = (table("qmin_c"), table("qmax_c")) if first.mixed else (first.qmin, first.qmax)

@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--n-cal", type=int, default=1024)
     ap.add_argument("--curve-iters", type=int, default=2000)
     ap.add_argument("--curve-units", default="down_blocks.0.resnets.0,down_blocks.1.attentions.0")
+    ap.add_argument("--no-timing", action="store_true", help="only the loss curves")
     ap.add_argument("--out", default="recon_speed.json")
     args = ap.parse_args()
     dev = args.device
@@ -88,7 +89,7 @@ def main() -> None:
     units = execution_order(probe, find_units(probe), lambda m: run(m, batches[0]))
     del probe
     w_phase, a_phase = phases(p)
-    for engine in args.engines.split(","):  # warm-up: CUDA context, cuDNN plans, lazy imports
+    for engine in [] if args.no_timing else args.engines.split(","):  # warm-up: CUDA context, cuDNN plans, lazy imports
         timed(fp, batches, dev, dataclasses.replace(a_phase, iters=4), units[:2], engine, True)
     out = {"arch": args.arch, "units": len(units), "n_cal": args.n_cal, "batch_size": p.batch_size,
            "device": torch.cuda.get_device_name(0) if dev.startswith("cuda") else "cpu", "torch": torch.__version__,
@@ -97,7 +98,7 @@ def main() -> None:
     def save():
         Path(args.out).write_text(json.dumps(out, indent=1))
 
-    for engine in args.engines.split(","):
+    for engine in [] if args.no_timing else args.engines.split(","):
         n1, n2 = (int(v) for v in (args.graph_iters if engine == "graph" else args.iters).split(","))
         res = {}
         for name, phase, acts, paper in (("weights", w_phase, False, p.iters_w), ("acts", a_phase, True, p.iters_a)):

@@ -46,6 +46,7 @@ def every_kind(tiny_unet):
 
 def test_frozen_model_computes_bit_for_bit_what_it_computed_before(every_kind):
     x = torch.randn(6, 1, 32, 32)
+    keys = list(every_kind.state_dict())
     with torch.no_grad():
         for t in (torch.full((6,), 500), torch.tensor([900, 100, 500, 500, 900, 100])):  # one and mixed steps
             before = every_kind(x, t).sample
@@ -55,6 +56,7 @@ def test_frozen_model_computes_bit_for_bit_what_it_computed_before(every_kind):
             assert torch.equal(inside, before)
             assert torch.equal(every_kind(x, t).sample, before)  # and back again on exit
     assert all(m.frozen_weight is None for _, m in quant_modules(every_kind) if hasattr(m, "frozen_weight"))
+    assert list(every_kind.state_dict()) == keys  # the per-step grids are back in the module tree
 
 
 def test_frozen_weights_are_quantized_once_not_at_every_forward(every_kind):

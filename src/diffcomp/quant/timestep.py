@@ -112,13 +112,28 @@ class TimestepQuantizer(Quantizer):
         self.context = context
         self.gather = False  # set by quant.inference.frozen and by reconstruction
         self.tables: dict[str, torch.Tensor] = {}  # frozen parameter tables (quant.inference.frozen)
+        self.tables_grid = None
+        self._held: tuple = ()
 
     @torch.no_grad()
     def freeze_tables(self, clear: bool = False) -> None:
         """Stack every step's parameters into one table each, once (a compiled graph then holds one
-        gather per quantizer instead of a stack of every step's tensors); ``clear`` drops them."""
+        gather per quantizer instead of a stack of every step's tensors); ``clear`` drops them.
+        In between, only the gather path works (``quant.inference.frozen`` switches to it)."""
+        if clear:
+            if self.tables:  # the steps' grids back into the module tree
+                self._modules["steps"] = self._held[0]
+            self.tables, self.tables_grid, self._held = {}, None, ()
+            return
+        if self.tables:
+            return
         names = ("scale", "zero_point") + (("qmin_c", "qmax_c") if self.steps[0].mixed else ())
-        self.tables = {} if clear else {n: torch.stack([getattr(q, n).detach() for q in self.steps]) for n in names}
+        self.tables = {n: torch.stack([getattr(q, n).detach() for q in self.steps]) for n in names}
+        self.tables_grid = self._grid()
+        # While frozen the grids are held outside the module tree: a compiled graph's tracing
+        # walks the tree (diffusers reads the model's dtype from it), and a hundred grids per
+        # quantizer made tracing several times slower than the tables need.
+        self._held = (self._modules.pop("steps"),)
 
     def extra_repr(self) -> str:
         return f"{len(self.steps)} timesteps"
@@ -145,24 +160,32 @@ class TimestepQuantizer(Quantizer):
             t = t.repeat_interleave(x.shape[0] // t.shape[0])
         return t
 
+    def _grid(self) -> tuple[bool, int | None, int, bool, int, int]:
+        """(enabled, channels, axis, mixed, qmin, qmax) of the steps' grids (all alike)."""
+        q = self.steps[0]
+        return q.enabled, q.channels, q.axis, q.mixed, q.qmin, q.qmax
+
     def _gathered(self, x: torch.Tensor) -> torch.Tensor:
-        """Every sample through its step's grid, by indexing stacked parameter tables."""
+        """Every sample through its step's grid, by indexing stacked parameter tables. Frozen, it
+        reads only the tables and the grid snapshot (a compiled graph never visits the steps'
+        modules, which would cost tracing time in proportion to their number)."""
         idx = lookup_steps(self.lut, self._sample_t(x), "quantization parameters")
-        first = self.steps[0]
-        if not first.enabled:
+        frozen = bool(self.tables)
+        enabled, channels, axis, mixed, qmin, qmax = self.tables_grid if frozen else self._grid()
+        if not enabled:
             return x
         view = [x.shape[0]] + [1] * (x.dim() - 1)
-        if first.channels is not None:
-            view[first.axis % x.dim()] = first.channels
+        if channels is not None:
+            view[axis % x.dim()] = channels
 
         def table(name: str) -> torch.Tensor:
-            tab = self.tables.get(name) if self.tables else None
-            if tab is None:  # learning (the step sizes get gradients): stacked at every call
-                tab = torch.stack([getattr(q, name) for q in self.steps])
+            # learning (the step sizes get gradients): stacked at every call
+            tab = self.tables[name] if frozen else torch.stack([getattr(q, name) for q in self.steps])
             return tab[idx].view(view)
 
         scale, zp = table("scale"), table("zero_point")
-        qmin, qmax = (table("qmin_c"), table("qmax_c")) if first.mixed else (first.qmin, first.qmax)
+        if mixed:
+            qmin, qmax = table("qmin_c"), table("qmax_c")
         if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad):
             return fake_quant(x, scale, zp, qmin, qmax)
         return fake_quant_inplace(x, scale, zp, qmin, qmax)

@@ -204,6 +204,63 @@ def test_a_killed_stage_resumes_to_the_same_student(tiny_unet, tmp_path, method)
         assert torch.equal(a, b), k
 
 
+def test_a_copied_students_start_match_error_is_the_ddim_gap_between_n_and_2n_steps(tiny_unet):
+    """At the start of a stage the student is its teacher (eps, no refit), so its teacher-match
+    error is the pixel MSE between the teacher's own N- and 2N-step DDIM samples from the same
+    noises; the gradient probe splits the top step (t = T - 1) from the rest, at the start and
+    every ``probe_every`` iterations and the end."""
+    from diffcomp.distill.stage import distill_stage
+    from diffcomp.models.sampler import initial_noise
+
+    params = PDParams(iters=3, batch_size=4, lr=1e-3, low_step_factor=1, parameterization="eps", match_noises=6,
+                      probe_per_step=2, probe_every=2, seed=3)
+    _, stats = distill_stage(tiny_unet, _data(), AC, 2, "pd", params)
+    diag = stats["diagnostics"]
+    x_T, _ = initial_noise(range(6), (1, 32, 32), 3)
+    imgs = [ddim_sample(unet_fn(tiny_unet), x_T, AC, SamplerConfig("ddim", n, 0.0, "trailing", True)).clamp(-1, 1)
+            for n in (2, 4)]
+    gap = float((imgs[0] - imgs[1]).pow(2).mean())
+    assert gap > 0
+    start, end = diag["teacher_match"]["start"], diag["teacher_match"]["end"]
+    assert start["mse"] == pytest.approx(gap, rel=1e-5) and (start["student_steps"], start["teacher_steps"]) == (2, 4)
+    assert np.isfinite(end["mse"]) and end["mse"] != start["mse"]  # the student moved
+    assert [g["iteration"] for g in diag["gradient"]] == [0, 2, 3]
+    for g in diag["gradient"]:
+        top, rest = g["top_step"], g["other_steps"]
+        assert top["samples"] == rest["samples"] == 2
+        assert top["loss"] > 0 and top["grad_norm"] > 0 and rest["loss"] > 0 and rest["grad_norm"] > 0
+        assert g["top_share"] == pytest.approx(top["grad_norm"] / (top["grad_norm"] + rest["grad_norm"]))
+
+
+def test_a_one_step_students_probe_has_no_other_steps(tiny_unet):
+    from diffcomp.distill.stage import distill_stage
+
+    params = PDParams(iters=1, batch_size=4, lr=1e-3, low_step_factor=1, parameterization="eps", match_noises=2,
+                      probe_per_step=2)
+    _, stats = distill_stage(tiny_unet, _data(), AC, 1, "pd", params)
+    g = stats["diagnostics"]["gradient"][0]
+    assert g["other_steps"] is None and g["top_share"] is None and g["top_step"]["samples"] == 2
+
+
+@pytest.mark.parametrize("method", ["pd", "rdd"])
+def test_diagnostics_change_nothing_the_stage_trains(tiny_unet, method):
+    """Probes and teacher-match samples leave the student, the objective's state (RDD's queue)
+    and the data order alone: the same student with and without them."""
+    from diffcomp.distill.stage import distill_stage
+
+    common = dict(iters=3, batch_size=4, lr=1e-3, low_step_factor=1, parameterization="eps")
+    extra = dict(memory_size=64, memory_update=8, anchors=16) if method == "rdd" else {}
+    cls = PDParams if method == "pd" else RDDParams
+    feats = _tiny_features() if method == "rdd" else None
+    plain, s0 = distill_stage(tiny_unet, _data(), AC, 2, method, cls(**common, **extra, probe_per_step=0, match_noises=0),
+                              features=feats)
+    probed, s1 = distill_stage(tiny_unet, _data(), AC, 2, method,
+                               cls(**common, **extra, probe_per_step=2, probe_every=1, match_noises=2), features=feats)
+    assert s0["diagnostics"] == {"gradient": [], "teacher_match": {}} and len(s1["diagnostics"]["gradient"]) == 4
+    for (k, a), b in zip(plain.state_dict().items(), probed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 # ----------------------------------------------------------------------------- wiring (issue 18)
 
 
@@ -231,7 +288,7 @@ def test_a_stage_noises_its_data_as_a_t_x0_plus_s_t_eps():
     images = np.full((16, 1, 32, 32), c, dtype=np.uint8)
     teacher = _RecordingEps()
     distill_stage(teacher, images, AC, 2, "pd", PDParams(iters=2, low_step_factor=1, batch_size=8, lr=1e-3,
-                                                        parameterization="eps"))
+                                                        parameterization="eps", probe_per_step=0, match_noises=0))
     firsts = teacher.calls[0::2]  # pd_target calls the teacher at t, then at t_mid
     assert len(firsts) == 2
     x0 = c / 127.5 - 1

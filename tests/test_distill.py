@@ -1,6 +1,8 @@
 """Progressive distillation's target and RDD's relational losses: exact math on models whose
 output is known, zero/positive/gradient properties, the memory queue, and a resumable stage."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -259,6 +261,46 @@ def test_diagnostics_change_nothing_the_stage_trains(tiny_unet, method):
     assert s0["diagnostics"] == {"gradient": [], "teacher_match": {}} and len(s1["diagnostics"]["gradient"]) == 4
     for (k, a), b in zip(plain.state_dict().items(), probed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# ----------------------------------------------------------------------------- RDD's feature network
+
+
+RDD_NET = Path(__file__).resolve().parents[1] / "resources/models/fmnist-resnet"
+EVAL_NET = RDD_NET.parent / "fmnist-classifier"
+
+
+def test_the_shipped_rdd_network_verifies_and_is_not_the_evaluation_network():
+    import json as _json
+
+    from diffcomp.metrics.classifier import load_classifier
+    from diffcomp.metrics.resnet_classifier import FMNISTResNet
+    from diffcomp.provenance import sha256_file
+    from diffcomp.weights import CLASSIFIER, verify
+
+    weights = verify(RDD_NET, CLASSIFIER)  # raises unless the file matches its recorded sha256
+    prov = _json.loads((RDD_NET / "provenance.json").read_text())
+    assert prov["sha256"] == sha256_file(weights) != sha256_file(EVAL_NET / "model.safetensors")
+    assert prov["config"]["arch"] == "resnet" and prov["config"]["seed"] != 0 and prov["test_accuracy"] > 0.85
+    assert isinstance(load_classifier(RDD_NET), FMNISTResNet)
+
+
+def test_rdd_reads_the_resnet_before_its_last_relu_and_the_classifier_after():
+    """The pre-ReLU map takes both signs (cosine relations between its pixels can be negative);
+    the pooled vector is the one the network's head reads, the mean of the map after its ReLU.
+    The metrics' classifier's map (after ReLU) is never negative."""
+    from diffcomp.distill.methods.rdd.features import load_feature_net
+
+    x = torch.from_numpy(_data()[:8]).float().div(127.5).sub(1)
+    fmap, vec = load_feature_net("fmnist-resnet", RDD_NET)(x)
+    assert fmap.shape == (8, 64, 8, 8) and (fmap < 0).float().mean() > 0.05 and (fmap > 0).float().mean() > 0.05
+    assert torch.allclose(vec, fmap.clamp(min=0).mean(dim=(2, 3)))
+    cos = torch.nn.functional.normalize(fmap.flatten(2), dim=1)
+    assert (torch.einsum("bci,bcj->bij", cos, cos) < 0).any()
+    vgg_map, _ = load_feature_net("fmnist-classifier", EVAL_NET)(x)
+    assert (vgg_map >= 0).all()
+    with pytest.raises(ValueError, match="'fmnist-resnet' is a resnet network, but .* holds a FMNISTClassifier"):
+        load_feature_net("fmnist-resnet", EVAL_NET)
 
 
 # ----------------------------------------------------------------------------- wiring (issue 18)

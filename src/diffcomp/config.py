@@ -23,6 +23,7 @@ from .sections import (
     FeatureNetConfig, MethodConfig, ModelConfig, PaperConfig, QuantizationConfig, ResourceSpec, SamplerConfig,
 )  # fmt: skip
 from .io import FileError
+from .provenance import sha256_file
 from .typedconfig import ConfigError, build_dataclass, key, to_plain
 from .variant import BitSetting
 from .weights import CLASSIFIER, pipeline_kind, verify
@@ -56,6 +57,10 @@ def _schema_check(raw: Mapping[str, Any]) -> None:
         missing = re.findall(r"'([^']+)' is a required property", err.message)
         raise ConfigError(f"config key '{prefix}{missing[0] if missing else '?'}': required key is missing")
     raise ConfigError(f"config key '{where}': {err.message}")
+
+
+# Where rule ``train_classifier`` writes the metrics' classifier (``feature_net.source: train``).
+TRAINED_CLASSIFIER = "results/models/feature-net"
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
@@ -304,11 +309,36 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
     if ref.endswith(".npz") and not _resolve(ref, base).is_file():
         raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} does not exist (an ADM reference "
                           "batch .npz, or train / test)")
-    if cfg.distillation.feature_net is not None:
+    if _uses_features(cfg):
         p = _resolve(cfg.distillation.feature_net.path, base)
         if not (p / CLASSIFIER.weights).is_file():
             raise ConfigError(f"config key 'distillation.feature_net.path': {p} holds no {CLASSIFIER.weights}")
         _verify("distillation.feature_net.path", p, CLASSIFIER)
+        _check_independent(cfg, p, base)
+
+
+def _uses_features(cfg: Config) -> bool:
+    """Whether a distillation instance trains in a frozen feature network (RDD)."""
+    from .distill.methods import DISTILLERS
+
+    return any(DISTILLERS[m.method].uses_features for m in cfg.distillation.methods)
+
+
+def _check_independent(cfg: Config, rdd_net: Path, base: Path) -> None:
+    """Refuse a distillation feature network that is the evaluation network: the same folder, or
+    a weights file with the same sha256. A student trained in the features the metrics measure in
+    is scored by its own training loss."""
+    if cfg.feature_net.name != "fmnist-classifier":
+        return
+    eval_net = _resolve(cfg.feature_net.path, base) if cfg.feature_net.source == "shipped" else base / TRAINED_CLASSIFIER
+    same = rdd_net.resolve() == eval_net.resolve()
+    if not same and (eval_net / CLASSIFIER.weights).is_file():
+        same = sha256_file(rdd_net / CLASSIFIER.weights) == sha256_file(eval_net / CLASSIFIER.weights)
+    if same:
+        raise ConfigError(
+            f"config key 'distillation.feature_net.path': {rdd_net} holds the evaluation network's weights "
+            f"(feature_net: {eval_net}, same sha256); RDD would be trained in the features the metrics measure in. "
+            "Use an independent network, e.g. resources/models/fmnist-resnet")
 
 
 def _verify(key_: str, folder: Path, kind) -> None:

@@ -113,7 +113,7 @@ rule train_classifier:
         train="results/data/train.npz",
         test="results/data/test.npz",
     output:
-        classifier_files("results/models/feature-net"),
+        classifier_files(TRAINED_CLASSIFIER),
     log:
         "logs/train_classifier.log",
     benchmark:

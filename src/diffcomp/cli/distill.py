@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--params", default=None, help="the method's parameters as JSON")
     p.add_argument("--data", required=True, help="train.npz from prepare-data")
     p.add_argument("--feature-net", default=None, help="weights folder of the frozen feature network (methods that use one)")
-    p.add_argument("--feature-net-name", default="fmnist-classifier")
+    p.add_argument("--feature-net-name", default="fmnist-resnet", help="a network of distill.methods.rdd.features")
     p.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=True,
                    help="clip x0 in the teacher-match samples (as the distillation grid's sampler does)")
     p.add_argument("--out", required=True, help="student diffusers folder")

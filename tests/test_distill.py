@@ -200,8 +200,10 @@ def test_a_killed_stage_resumes_to_the_same_student(tiny_unet, tmp_path, method)
     distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path, stop_at=3)  # killed after 3
     assert (tmp_path / "stage_state.pt").exists()  # checkpoint of iteration 2
     torch.manual_seed(123)
-    resumed, stats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path)
-    assert stats["resumed_from"] == 2
+    resumed, rstats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path)
+    assert rstats["resumed_from"] == 2
+    # the start-of-stage diagnostics come back from the checkpoint; the later ones are the same
+    assert rstats["diagnostics"] == stats["diagnostics"] and "start" in rstats["diagnostics"]["teacher_match"]
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
 

@@ -200,13 +200,14 @@ def distill_stage(
                                     "head_opt": head_opt.state_dict() if head_opt else None,
                                     "objective_extra": objective.extra_state(),
                                     "gen": gen.get_state(), "step": done, "diagnostics": diagnostics})
+    seconds = time.time() - t0  # the training loop's, without the diagnostics at the end
     if done >= iters:
         probe_gradient(done)
         match("end")
     tail = history[-max(1, len(history) // 10):]
     stats = {
         "method": method, "student_steps": student_steps, "teacher_steps": 2 * student_steps,
-        "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": time.time() - t0,
+        "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": seconds,
         "final_losses": _means(tail) if tail else {},
         "params": asdict(params), "teacher_prediction": teacher_kind, "prediction": kind, "refit_output": refit,
         "diagnostics": diagnostics,

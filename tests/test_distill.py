@@ -511,7 +511,7 @@ def test_a_v_student_trains_from_an_eps_teacher_and_its_folder_says_so(tiny_pipe
 
     save_npz(tmp_path / "train.npz", images=_data())
     params = _json.dumps({"iters": 2, "batch_size": 4, "lr": 1e-4, "low_step_factor": 1, "parameterization": "v",
-                          "refit_samples": 8})
+                          "refit_samples": 8, "match_noises": 4, "probe_per_step": 2})
     out = tmp_path / "s2"
     main(["distill", "--teacher", str(tiny_pipeline_dir), "--steps", "2", "--method", "pd", "--params", params,
           "--data", str(tmp_path / "train.npz"), "--out", str(out), "--device", "cpu"])
@@ -521,6 +521,10 @@ def test_a_v_student_trains_from_an_eps_teacher_and_its_folder_says_so(tiny_pipe
     stats = prov["stats"]
     assert stats["prediction"] == "v" and stats["teacher_prediction"] == "eps"
     assert stats["refit_output"]["rel_err_after"] < stats["refit_output"]["rel_err_before"]
+    diag = stats["diagnostics"]  # the stage's diagnostics reach the student's provenance
+    assert set(diag["teacher_match"]) == {"start", "end"} and diag["teacher_match"]["start"]["mse"] > 0
+    assert diag["teacher_match"]["start"]["clip_x0"] is True  # the verb's default, as the grid samples
+    assert [g["iteration"] for g in diag["gradient"]] == [0, 2] and 0 < diag["gradient"][0]["top_share"] < 1
     main(["distill", "--teacher", str(out), "--steps", "1", "--method", "pd", "--params", params,
           "--data", str(tmp_path / "train.npz"), "--out", str(tmp_path / "s1"), "--device", "cpu"])
     stats1 = _json.loads((tmp_path / "s1" / "provenance.json").read_text())["stats"]

@@ -67,6 +67,22 @@ def test_rdd_feature_network_must_not_be_the_evaluation_network(tmp_path):
     parse_config(raw, base_dir=REPO, check_paths=True)
 
 
+def test_a_trained_rdd_network_has_its_names_architecture_and_not_the_evaluation_recipe():
+    raw = copy.deepcopy(DEFAULT)
+    raw["distillation"]["feature_net"] = {"name": "fmnist-resnet", "source": "train"}
+    cfg = parse_config(raw, base_dir=REPO, check_paths=True)  # nothing to verify before it is trained
+    assert cfg.distillation.feature_net.train.arch == "resnet" and cfg.distillation.feature_net.train.seed == 1
+    raw["distillation"]["feature_net"]["train"] = {"arch": "vgg"}
+    with pytest.raises(ConfigError, match="^config key 'distillation.feature_net.train.arch': fmnist-resnet is a resnet"):
+        parse_config(raw, check_paths=False)
+    raw["distillation"]["feature_net"] = {"name": "fmnist-classifier", "source": "train", "train": {"arch": "vgg"}}
+    raw["feature_net"]["source"] = "train"
+    with pytest.raises(ConfigError, match="^config key 'distillation.feature_net.train': the recipe of feature_net.train"):
+        parse_config(raw, check_paths=False)
+    raw["distillation"]["feature_net"]["train"]["seed"] = 5
+    parse_config(raw, check_paths=False)
+
+
 def test_the_gpu_distillation_config_has_the_papers_budget():
     cfg = load_config(REPO / "config/fmnist-distill-gpu.yaml", check_paths=True, base_dir=REPO)
     for m in cfg.distillation.methods:

@@ -99,6 +99,19 @@ def test_rdd_starts_from_pds_8_step_student(repo_copy):
     assert "resources/models/fmnist-ddpm/unet/diffusion_pytorch_model.safetensors" in jobs[pd8]
 
 
+def test_a_trained_rdd_network_is_an_input_of_rdds_stages(repo_copy):
+    """With distillation.feature_net.source: train, rule train_classifier trains RDD's network
+    with its own recipe, and RDD's first stage reads it."""
+    raw = yaml.safe_load((repo_copy / "config/default.yaml").read_text())
+    raw["distillation"]["feature_net"]["source"] = "train"
+    (repo_copy / "trained_rdd.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=trained_rdd.yaml", "results/distill/rdd/steps4/provenance.json")
+    assert planned_jobs(p) == {"dataset": 1, "train_classifier": 1, "distill": 2}
+    net = "results/models/rdd-feature-net/model.safetensors"
+    assert net in _job_inputs(p, "distill")["results/distill/rdd/steps4/unet/diffusion_pytorch_model.safetensors"]
+    assert """--cfg '{"arch": "resnet", "batch_size": 128, "epochs": 4, "lr": 0.002, "seed": 1}'""" in p.stdout + p.stderr
+
+
 def test_the_gpu_distillation_config_plans_table3(repo_copy):
     """Ten stages (PD 8-4-2-1, RDD and RDD + PD loss 4-2-1), the 15 variants of table 3 (the FP
     teacher at 1-16 steps), and the table's caption input: every student's teacher."""

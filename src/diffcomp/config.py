@@ -59,8 +59,10 @@ def _schema_check(raw: Mapping[str, Any]) -> None:
     raise ConfigError(f"config key '{where}': {err.message}")
 
 
-# Where rule ``train_classifier`` writes the metrics' classifier (``feature_net.source: train``).
+# Where rule ``train_classifier`` writes the metrics' classifier (``feature_net.source: train``)
+# and RDD's (``distillation.feature_net.source: train``).
 TRAINED_CLASSIFIER = "results/models/feature-net"
+TRAINED_RDD_CLASSIFIER = "results/models/rdd-feature-net"
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
@@ -247,6 +249,7 @@ def _check_params(cfg: Config, where: str, params: Any) -> None:
 
 def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
     _check_distillation(cfg)
+    _check_rdd_recipe(cfg)
     _check_labels(cfg)
     ev = cfg.evaluation
     if ev.shard_size > ev.n_samples:
@@ -309,12 +312,29 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
     if ref.endswith(".npz") and not _resolve(ref, base).is_file():
         raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} does not exist (an ADM reference "
                           "batch .npz, or train / test)")
-    if _uses_features(cfg):
+    if _uses_features(cfg) and cfg.distillation.feature_net.source == "shipped":
         p = _resolve(cfg.distillation.feature_net.path, base)
         if not (p / CLASSIFIER.weights).is_file():
             raise ConfigError(f"config key 'distillation.feature_net.path': {p} holds no {CLASSIFIER.weights}")
         _verify("distillation.feature_net.path", p, CLASSIFIER)
         _check_independent(cfg, p, base)
+
+
+def _check_rdd_recipe(cfg: Config) -> None:
+    """A trained RDD network: the architecture its name reads, and not the evaluation network's
+    recipe (the same recipe trains the same network)."""
+    from .metrics.config import FEATURE_NETWORKS
+
+    d = cfg.distillation.feature_net
+    if d.source != "train" or not _uses_features(cfg):
+        return
+    if d.train.arch != FEATURE_NETWORKS[d.name]:
+        raise ConfigError(f"config key 'distillation.feature_net.train.arch': {d.name} is a {FEATURE_NETWORKS[d.name]} "
+                          f"network, not {d.train.arch}")
+    if cfg.feature_net.name == "fmnist-classifier" and cfg.feature_net.source == "train" and d.train == cfg.feature_net.train:
+        raise ConfigError("config key 'distillation.feature_net.train': the recipe of feature_net.train, which trains "
+                          "the evaluation network; RDD would be trained in the features the metrics measure in. "
+                          "Use another seed or architecture")
 
 
 def _uses_features(cfg: Config) -> bool:

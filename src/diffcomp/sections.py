@@ -135,14 +135,22 @@ class DistillMethodConfig(Instance):
         return [Variant(self.name, steps=n) for n in self.steps]
 
 
+def _rdd_net_recipe() -> ClassifierTrainConfig:
+    return ClassifierTrainConfig(epochs=4, seed=1, arch="resnet")
+
+
 @dataclass(frozen=True)
 class DistillFeatureNet:
-    """The frozen network of RDD's losses (a shipped weights folder): by default a second
-    Fashion-MNIST classifier of another architecture and seed than the metrics' one (the paper
-    trains its own DenseNet-201); ``name`` is a network of ``distill.methods.rdd.features``."""
+    """The frozen network of RDD's losses: by default a second Fashion-MNIST classifier of
+    another architecture and seed than the metrics' one (the paper trains its own DenseNet-201),
+    ``shipped`` in ``path`` or trained by rule ``train_classifier`` (``source: train``) with the
+    recipe ``train`` (the shipped one's: ResNet, seed 1, 4 epochs); ``name`` is a network of
+    ``distill.methods.rdd.features``."""
 
     name: str = "fmnist-resnet"
+    source: str = "shipped"
     path: str = "resources/models/fmnist-resnet"
+    train: ClassifierTrainConfig = field(default_factory=_rdd_net_recipe)
 
 
 @dataclass(frozen=True)

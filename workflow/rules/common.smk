@@ -7,7 +7,7 @@ import os
 import re
 import shlex
 
-from diffcomp.config import TRAINED_CLASSIFIER
+from diffcomp.config import TRAINED_CLASSIFIER, TRAINED_RDD_CLASSIFIER
 from diffcomp.distill.methods import DISTILLERS
 from diffcomp.methods import METHODS
 from diffcomp.hashing import code_hash
@@ -153,8 +153,16 @@ def distill_teacher_files(w):
 
 
 def distill_feature_net():
+    """(name, folder) of RDD's network: shipped, or trained by rule train_classifier."""
     d = CFG.distillation.feature_net
-    return d.name, d.path
+    return d.name, (d.path if d.source == "shipped" else TRAINED_RDD_CLASSIFIER)
+
+
+def classifier_recipe(folder):
+    """The training recipe of a classifier rule train_classifier writes into ``folder``."""
+    if folder == TRAINED_RDD_CLASSIFIER:
+        return CFG.distillation.feature_net.train
+    return CFG.feature_net.train
 
 
 def distill_uses_features(w):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ARCHITECTURES = ("vgg", "resnet")
+# The classifiers a distillation method can train in, by name, and their architectures.
+FEATURE_NETWORKS = {"fmnist-resnet": "resnet", "fmnist-classifier": "vgg"}
 
 
 @dataclass(frozen=True)

@@ -54,17 +54,18 @@ class PreReLUFeatures(_Frozen):
         return fmap, F.relu(fmap).mean(dim=(2, 3))
 
 
-NETWORKS = {"fmnist-resnet": ("resnet", PreReLUFeatures), "fmnist-classifier": ("vgg", ClassifierFeatures)}
+READERS = {"fmnist-resnet": PreReLUFeatures, "fmnist-classifier": ClassifierFeatures}
 
 
 def load_feature_net(name: str, path: str | Path) -> nn.Module:
     """The feature network ``name`` from its weights folder (checked against its sha256 record)."""
     from ....metrics.classifier import FMNISTClassifier, load_classifier
+    from ....metrics.config import FEATURE_NETWORKS
     from ....metrics.resnet_classifier import FMNISTResNet
 
-    if name not in NETWORKS:
-        raise ValueError(f"no distillation feature network named {name!r} (known: {', '.join(NETWORKS)})")
-    arch, wrap = NETWORKS[name]
+    if name not in READERS:
+        raise ValueError(f"no distillation feature network named {name!r} (known: {', '.join(READERS)})")
+    arch, wrap = FEATURE_NETWORKS[name], READERS[name]
     net = load_classifier(path)
     expected = FMNISTResNet if arch == "resnet" else FMNISTClassifier
     if not isinstance(net, expected):

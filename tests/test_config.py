@@ -27,17 +27,70 @@ def test_default_config_parses_with_paper_defaults_filled_in():
 
 def test_distillation_chains_and_their_teachers():
     cfg = parse_config(DEFAULT, check_paths=False)
-    assert cfg.distill_variants()[:4] == ["fp-s8", "fp-s4", "fp-s2", "fp-s1"]
-    assert cfg.distill_variants()[4:] == ["pd-s8", "pd-s4", "pd-s2", "pd-s1", "rdd-s8", "rdd-s4", "rdd-s2", "rdd-s1"]
+    # the FP teacher at every step count and as the 16-step teacher of PD's first stage
+    assert cfg.distill_variants()[:5] == ["fp-s8", "fp-s4", "fp-s2", "fp-s1", "fp-s16"]
+    assert cfg.distill_variants()[5:] == ["pd-s8", "pd-s4", "pd-s2", "pd-s1", "rdd-s4", "rdd-s2", "rdd-s1",
+                                          "rdd_pd-s4", "rdd_pd-s2", "rdd_pd-s1"]
     pd = cfg.distill_method("pd")
     assert pd.teacher_of(8) == ("fp", 16) and pd.teacher_of(4) == ("pd", 8) and pd.teacher_of(1) == ("pd", 2)
     assert cfg.distill_method("rdd").params["memory_size"] == 20_000  # paper default filled in
     assert cfg.distillation.sampler(2).skip == "trailing" and cfg.distillation.sampler(2).steps == 2
-    # the paper's protocol: RDD continues from PD's 8-step student
+    # the paper's protocol: both RDD chains continue from PD's 8-step student; "RDD" is the
+    # released loss (no MSE term), "RDD + PD loss" adds PD's
+    for name, label, mse in [("rdd", "RDD", 0.0), ("rdd_pd", "RDD + PD loss", 1.0)]:
+        m = cfg.distill_method(name)
+        assert m.method == "rdd" and m.label == label and m.params["mse_weight"] == mse
+        assert m.teacher_of(4) == ("pd", 8) and m.teacher_of(2) == (name, 4)
+    teachers = cfg.distill_teachers()
+    assert teachers["pd-s8"] == "fp-s16" and teachers["pd-s4"] == "pd-s8" and teachers["rdd-s4"] == "pd-s8"
+    assert teachers["rdd_pd-s1"] == "rdd_pd-s2" and len(teachers) == 10
+    assert cfg.distillation.feature_net.name == "fmnist-resnet"
+
+
+def test_rdd_feature_network_must_not_be_the_evaluation_network(tmp_path):
+    """By folder or by the sha256 of its weights (a copy elsewhere is the same network)."""
+    import shutil
+
     raw = copy.deepcopy(DEFAULT)
-    raw["distillation"]["methods"]["rdd"].update(teacher="pd", steps=[4, 2, 1])
-    rdd = parse_config(raw, check_paths=False).distill_method("rdd")
-    assert rdd.teacher_of(4) == ("pd", 8) and rdd.teacher_of(2) == ("rdd", 4)
+    raw["distillation"]["feature_net"] = {"name": "fmnist-classifier", "path": "resources/models/fmnist-classifier"}
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw, base_dir=REPO, check_paths=True)
+    msg = str(e.value)
+    assert msg.startswith("config key 'distillation.feature_net.path': ") and "evaluation network" in msg
+    copied = tmp_path / "copy"
+    shutil.copytree(REPO / "resources/models/fmnist-classifier", copied)
+    raw["distillation"]["feature_net"]["path"] = str(copied)
+    with pytest.raises(ConfigError, match="^config key 'distillation.feature_net.path': .*same sha256"):
+        parse_config(raw, base_dir=REPO, check_paths=True)
+    # without an instance that trains in features, the network is not read
+    del raw["distillation"]["methods"]["rdd"], raw["distillation"]["methods"]["rdd_pd"]
+    parse_config(raw, base_dir=REPO, check_paths=True)
+
+
+def test_a_trained_rdd_network_has_its_names_architecture_and_not_the_evaluation_recipe():
+    raw = copy.deepcopy(DEFAULT)
+    raw["distillation"]["feature_net"] = {"name": "fmnist-resnet", "source": "train"}
+    cfg = parse_config(raw, base_dir=REPO, check_paths=True)  # nothing to verify before it is trained
+    assert cfg.distillation.feature_net.train.arch == "resnet" and cfg.distillation.feature_net.train.seed == 1
+    raw["distillation"]["feature_net"]["train"] = {"arch": "vgg"}
+    with pytest.raises(ConfigError, match="^config key 'distillation.feature_net.train.arch': fmnist-resnet is a resnet"):
+        parse_config(raw, check_paths=False)
+    raw["distillation"]["feature_net"] = {"name": "fmnist-classifier", "source": "train", "train": {"arch": "vgg"}}
+    raw["feature_net"]["source"] = "train"
+    with pytest.raises(ConfigError, match="^config key 'distillation.feature_net.train': the recipe of feature_net.train"):
+        parse_config(raw, check_paths=False)
+    raw["distillation"]["feature_net"]["train"]["seed"] = 5
+    parse_config(raw, check_paths=False)
+
+
+def test_the_gpu_distillation_config_has_the_papers_budget():
+    cfg = load_config(REPO / "config/fmnist-distill-gpu.yaml", check_paths=True, base_dir=REPO)
+    for m in cfg.distillation.methods:
+        p = m.built
+        assert (p.iters, p.low_step_factor, p.batch_size, p.lr, p.parameterization) == (10_000, 2, 128, 5e-5, "v")
+        assert p.stage_iters(1) == p.stage_iters(2) == 20_000 and p.stage_iters(4) == 10_000
+        assert m.method == "pd" or m.teacher_of(4) == ("pd", 8)
+    assert cfg.resource("distill").gpu == 1 and cfg.evaluation.n_samples == 5000
 
 
 def test_method_instances_share_a_recipe_with_their_own_label_and_bits():
@@ -101,7 +154,7 @@ BAD = [
      "'distillation.methods.rdd.temprature': unknown key"),
     ("unknown distillation teacher", lambda r: r["distillation"]["methods"]["rdd"].update(teacher="pdd"),
      "'distillation.methods.rdd.teacher': 'pdd' is neither 'fp' nor a distillation instance"),
-    ("teacher without the needed steps", lambda r: r["distillation"]["methods"]["rdd"].update(teacher="pd"),
+    ("teacher without the needed steps", lambda r: r["distillation"]["methods"]["rdd"].update(steps=[8, 4, 2, 1]),
      "'distillation.methods.rdd': its 8-step student needs a 16-step teacher, which 'pd' does not produce"),
     ("distillation instance named fp", lambda r: r["distillation"]["methods"].update(fp={"method": "pd"}),
      "'distillation.methods.fp': 'fp' names the FP teacher"),

@@ -1,6 +1,8 @@
 """Progressive distillation's target and RDD's relational losses: exact math on models whose
 output is known, zero/positive/gradient properties, the memory queue, and a resumable stage."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -198,10 +200,109 @@ def test_a_killed_stage_resumes_to_the_same_student(tiny_unet, tmp_path, method)
     distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path, stop_at=3)  # killed after 3
     assert (tmp_path / "stage_state.pt").exists()  # checkpoint of iteration 2
     torch.manual_seed(123)
-    resumed, stats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path)
-    assert stats["resumed_from"] == 2
+    resumed, rstats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path)
+    assert rstats["resumed_from"] == 2
+    # the start-of-stage diagnostics come back from the checkpoint; the later ones are the same
+    assert rstats["diagnostics"] == stats["diagnostics"] and "start" in rstats["diagnostics"]["teacher_match"]
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_a_copied_students_start_match_error_is_the_ddim_gap_between_n_and_2n_steps(tiny_unet):
+    """At the start of a stage the student is its teacher (eps, no refit), so its teacher-match
+    error is the pixel MSE between the teacher's own N- and 2N-step DDIM samples from the same
+    noises; the gradient probe splits the top step (t = T - 1) from the rest, at the start and
+    every ``probe_every`` iterations and the end."""
+    from diffcomp.distill.stage import distill_stage
+    from diffcomp.models.sampler import initial_noise
+
+    params = PDParams(iters=3, batch_size=4, lr=1e-3, low_step_factor=1, parameterization="eps", match_noises=6,
+                      probe_per_step=2, probe_every=2, seed=3)
+    _, stats = distill_stage(tiny_unet, _data(), AC, 2, "pd", params)
+    diag = stats["diagnostics"]
+    x_T, _ = initial_noise(range(6), (1, 32, 32), 3)
+    imgs = [ddim_sample(unet_fn(tiny_unet), x_T, AC, SamplerConfig("ddim", n, 0.0, "trailing", True)).clamp(-1, 1)
+            for n in (2, 4)]
+    gap = float((imgs[0] - imgs[1]).pow(2).mean())
+    assert gap > 0
+    start, end = diag["teacher_match"]["start"], diag["teacher_match"]["end"]
+    assert start["mse"] == pytest.approx(gap, rel=1e-5) and (start["student_steps"], start["teacher_steps"]) == (2, 4)
+    assert np.isfinite(end["mse"]) and end["mse"] != start["mse"]  # the student moved
+    assert [g["iteration"] for g in diag["gradient"]] == [0, 2, 3]
+    for g in diag["gradient"]:
+        top, rest = g["top_step"], g["other_steps"]
+        assert top["samples"] == rest["samples"] == 2
+        assert top["loss"] > 0 and top["grad_norm"] > 0 and rest["loss"] > 0 and rest["grad_norm"] > 0
+        assert g["top_share"] == pytest.approx(top["grad_norm"] / (top["grad_norm"] + rest["grad_norm"]))
+
+
+def test_a_one_step_students_probe_has_no_other_steps(tiny_unet):
+    from diffcomp.distill.stage import distill_stage
+
+    params = PDParams(iters=1, batch_size=4, lr=1e-3, low_step_factor=1, parameterization="eps", match_noises=2,
+                      probe_per_step=2)
+    _, stats = distill_stage(tiny_unet, _data(), AC, 1, "pd", params)
+    g = stats["diagnostics"]["gradient"][0]
+    assert g["other_steps"] is None and g["top_share"] is None and g["top_step"]["samples"] == 2
+
+
+@pytest.mark.parametrize("method", ["pd", "rdd"])
+def test_diagnostics_change_nothing_the_stage_trains(tiny_unet, method):
+    """Probes and teacher-match samples leave the student, the objective's state (RDD's queue)
+    and the data order alone: the same student with and without them."""
+    from diffcomp.distill.stage import distill_stage
+
+    common = dict(iters=3, batch_size=4, lr=1e-3, low_step_factor=1, parameterization="eps")
+    extra = dict(memory_size=64, memory_update=8, anchors=16) if method == "rdd" else {}
+    cls = PDParams if method == "pd" else RDDParams
+    feats = _tiny_features() if method == "rdd" else None
+    plain, s0 = distill_stage(tiny_unet, _data(), AC, 2, method, cls(**common, **extra, probe_per_step=0, match_noises=0),
+                              features=feats)
+    probed, s1 = distill_stage(tiny_unet, _data(), AC, 2, method,
+                               cls(**common, **extra, probe_per_step=2, probe_every=1, match_noises=2), features=feats)
+    assert s0["diagnostics"] == {"gradient": [], "teacher_match": {}} and len(s1["diagnostics"]["gradient"]) == 4
+    for (k, a), b in zip(plain.state_dict().items(), probed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+# ----------------------------------------------------------------------------- RDD's feature network
+
+
+RDD_NET = Path(__file__).resolve().parents[1] / "resources/models/fmnist-resnet"
+EVAL_NET = RDD_NET.parent / "fmnist-classifier"
+
+
+def test_the_shipped_rdd_network_verifies_and_is_not_the_evaluation_network():
+    import json as _json
+
+    from diffcomp.metrics.classifier import load_classifier
+    from diffcomp.metrics.resnet_classifier import FMNISTResNet
+    from diffcomp.provenance import sha256_file
+    from diffcomp.weights import CLASSIFIER, verify
+
+    weights = verify(RDD_NET, CLASSIFIER)  # raises unless the file matches its recorded sha256
+    prov = _json.loads((RDD_NET / "provenance.json").read_text())
+    assert prov["sha256"] == sha256_file(weights) != sha256_file(EVAL_NET / "model.safetensors")
+    assert prov["config"]["arch"] == "resnet" and prov["config"]["seed"] != 0 and prov["test_accuracy"] > 0.85
+    assert isinstance(load_classifier(RDD_NET), FMNISTResNet)
+
+
+def test_rdd_reads_the_resnet_before_its_last_relu_and_the_classifier_after():
+    """The pre-ReLU map takes both signs (cosine relations between its pixels can be negative);
+    the pooled vector is the one the network's head reads, the mean of the map after its ReLU.
+    The metrics' classifier's map (after ReLU) is never negative."""
+    from diffcomp.distill.methods.rdd.features import load_feature_net
+
+    x = torch.from_numpy(_data()[:8]).float().div(127.5).sub(1)
+    fmap, vec = load_feature_net("fmnist-resnet", RDD_NET)(x)
+    assert fmap.shape == (8, 64, 8, 8) and (fmap < 0).float().mean() > 0.05 and (fmap > 0).float().mean() > 0.05
+    assert torch.allclose(vec, fmap.clamp(min=0).mean(dim=(2, 3)))
+    cos = torch.nn.functional.normalize(fmap.flatten(2), dim=1)
+    assert (torch.einsum("bci,bcj->bij", cos, cos) < 0).any()
+    vgg_map, _ = load_feature_net("fmnist-classifier", EVAL_NET)(x)
+    assert (vgg_map >= 0).all()
+    with pytest.raises(ValueError, match="'fmnist-resnet' is a resnet network, but .* holds a FMNISTClassifier"):
+        load_feature_net("fmnist-resnet", EVAL_NET)
 
 
 # ----------------------------------------------------------------------------- wiring (issue 18)
@@ -231,7 +332,7 @@ def test_a_stage_noises_its_data_as_a_t_x0_plus_s_t_eps():
     images = np.full((16, 1, 32, 32), c, dtype=np.uint8)
     teacher = _RecordingEps()
     distill_stage(teacher, images, AC, 2, "pd", PDParams(iters=2, low_step_factor=1, batch_size=8, lr=1e-3,
-                                                        parameterization="eps"))
+                                                        parameterization="eps", probe_per_step=0, match_noises=0))
     firsts = teacher.calls[0::2]  # pd_target calls the teacher at t, then at t_mid
     assert len(firsts) == 2
     x0 = c / 127.5 - 1
@@ -410,7 +511,7 @@ def test_a_v_student_trains_from_an_eps_teacher_and_its_folder_says_so(tiny_pipe
 
     save_npz(tmp_path / "train.npz", images=_data())
     params = _json.dumps({"iters": 2, "batch_size": 4, "lr": 1e-4, "low_step_factor": 1, "parameterization": "v",
-                          "refit_samples": 8})
+                          "refit_samples": 8, "match_noises": 4, "probe_per_step": 2})
     out = tmp_path / "s2"
     main(["distill", "--teacher", str(tiny_pipeline_dir), "--steps", "2", "--method", "pd", "--params", params,
           "--data", str(tmp_path / "train.npz"), "--out", str(out), "--device", "cpu"])
@@ -420,6 +521,10 @@ def test_a_v_student_trains_from_an_eps_teacher_and_its_folder_says_so(tiny_pipe
     stats = prov["stats"]
     assert stats["prediction"] == "v" and stats["teacher_prediction"] == "eps"
     assert stats["refit_output"]["rel_err_after"] < stats["refit_output"]["rel_err_before"]
+    diag = stats["diagnostics"]  # the stage's diagnostics reach the student's provenance
+    assert set(diag["teacher_match"]) == {"start", "end"} and diag["teacher_match"]["start"]["mse"] > 0
+    assert diag["teacher_match"]["start"]["clip_x0"] is True  # the verb's default, as the grid samples
+    assert [g["iteration"] for g in diag["gradient"]] == [0, 2] and 0 < diag["gradient"][0]["top_share"] < 1
     main(["distill", "--teacher", str(out), "--steps", "1", "--method", "pd", "--params", params,
           "--data", str(tmp_path / "train.npz"), "--out", str(tmp_path / "s1"), "--device", "cpu"])
     stats1 = _json.loads((tmp_path / "s1" / "provenance.json").read_text())["stats"]

@@ -70,6 +70,21 @@ def test_table3_layout_caption_and_figure(tmp_path):
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_table3_caption_names_students_that_beat_their_own_teacher():
+    from diffcomp.report.tables import beats_teacher, distill_caption
+
+    recs = {v: _rec(v, f, 2 * f, 5.0) for v, f in [("fp-s16", 6.0), ("pd-s8", 5.5), ("pd-s4", 7.0), ("rdd-s4", 6.9),
+                                                   ("rdd-s2", 9.0)]}
+    teachers = {"pd-s8": "fp-s16", "pd-s4": "pd-s8", "rdd-s4": "pd-s8", "rdd-s2": "rdd-s4", "rdd-s1": "rdd-s2"}
+    # better than its own teacher: pd-s8 (5.5 < 6.0); rdd-s4 (6.9) beats pd-s4 (7.0) but not its teacher pd-s8
+    assert beats_teacher(recs, teachers) == [("pd-s8", 5.5, "fp-s16", 6.0)]
+    cap = distill_caption(recs, {}, teachers, {"pd": "PD", "rdd": "RDD"})
+    assert ("Students with a lower FID than their own teacher: PD, 8 steps (FID 5.50) < its teacher "
+            "DDIM (FP teacher), 16 steps (FID 6.00).") in cap
+    recs["pd-s8"] = _rec("pd-s8", 6.5, 13.0, 5.0)
+    assert "No student has a lower FID than its own teacher." in distill_caption(recs, {}, teachers, {})
+
+
 def _seed_rec(variant, fid, seed):
     return {"variant": variant, "metrics": {"fid": fid, "sfid": 1.0, "is": 1.0},
             "protocol": {"seed": seed, "n_samples": 8, "sampler": {}}}

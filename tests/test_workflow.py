@@ -70,6 +70,57 @@ def test_dry_run_of_every_config(repo_copy, config):
     assert all(t in plan for t in tables)
 
 
+def _job_inputs(p: subprocess.CompletedProcess, rule: str) -> dict[str, list[str]]:
+    """{first output: inputs} of every ``rule`` job a dry run prints."""
+    jobs = {}
+    for block in (p.stdout + p.stderr).split(f"\nrule {rule}:\n")[1:]:
+        lines = []
+        for line in block.splitlines():
+            if not line.startswith("    "):
+                break
+            lines.append(line)
+        fields = dict(re.findall(r"^    (input|output): (.*)$", "\n".join(lines), re.M))
+        jobs[fields["output"].split(", ")[0]] = fields.get("input", "").split(", ")
+    return jobs
+
+
+def test_rdd_starts_from_pds_8_step_student(repo_copy):
+    """The default chains in the papers' protocol: both RDD rows' first stage (4 steps) is taught
+    by PD's 8-step student, in the independent feature network; PD's first by the FP model."""
+    targets = [f"results/distill/{n}/steps4/provenance.json" for n in ("rdd", "rdd_pd")]
+    p = snakemake(repo_copy, "-n", *targets)
+    assert planned_jobs(p) == {"dataset": 1, "distill": 3}  # pd 8 once, then rdd 4 and rdd_pd 4
+    jobs = _job_inputs(p, "distill")
+    pd8 = "results/distill/pd/steps8/unet/diffusion_pytorch_model.safetensors"
+    for name in ("rdd", "rdd_pd"):
+        inputs = jobs[f"results/distill/{name}/steps4/unet/diffusion_pytorch_model.safetensors"]
+        assert pd8 in inputs and "resources/models/fmnist-resnet/model.safetensors" in inputs
+        assert not any("fmnist-ddpm" in f or "fmnist-classifier" in f for f in inputs), inputs
+    assert "resources/models/fmnist-ddpm/unet/diffusion_pytorch_model.safetensors" in jobs[pd8]
+
+
+def test_a_trained_rdd_network_is_an_input_of_rdds_stages(repo_copy):
+    """With distillation.feature_net.source: train, rule train_classifier trains RDD's network
+    with its own recipe, and RDD's first stage reads it."""
+    raw = yaml.safe_load((repo_copy / "config/default.yaml").read_text())
+    raw["distillation"]["feature_net"]["source"] = "train"
+    (repo_copy / "trained_rdd.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=trained_rdd.yaml", "results/distill/rdd/steps4/provenance.json")
+    assert planned_jobs(p) == {"dataset": 1, "train_classifier": 1, "distill": 2}
+    net = "results/models/rdd-feature-net/model.safetensors"
+    assert net in _job_inputs(p, "distill")["results/distill/rdd/steps4/unet/diffusion_pytorch_model.safetensors"]
+    assert """--cfg '{"arch": "resnet", "batch_size": 128, "epochs": 4, "lr": 0.002, "seed": 1}'""" in p.stdout + p.stderr
+
+
+def test_the_gpu_distillation_config_plans_table3(repo_copy):
+    """Ten stages (PD 8-4-2-1, RDD and RDD + PD loss 4-2-1), the 15 variants of table 3 (the FP
+    teacher at 1-16 steps), and the table's caption input: every student's teacher."""
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=config/fmnist-distill-gpu.yaml", "results/table3.csv")
+    plan = planned_jobs(p)
+    assert plan["distill"] == 10 and plan["evaluate"] == 15 and plan["table3"] == 1 and "quantize" not in plan
+    assert """--teachers '{"pd-s8": "fp-s16", "pd-s4": "pd-s8",""" in p.stdout + p.stderr
+
+
 def test_bad_config_stops_before_any_job(repo_copy):
     bad = repo_copy / "bad.yaml"
     bad.write_text((repo_copy / "config/default.yaml").read_text().replace("steps: 10", "steps: -3"))
@@ -132,8 +183,11 @@ def test_micro_distillation_table(micro_run):
     wd = micro_run
     df = pd.read_csv(wd / "results/table3.csv", index_col=0)
     assert list(df.index) == ["DDIM (FP teacher)", "PD", "RDD"]
-    assert list(df.columns) == [f"{n} steps {m}" for n in (1, 2) for m in ("FID", "sFID", "IS")]
-    assert df.notna().all().all() and (df > 0).all().all()
+    # 4 steps: the FP teacher of both chains' first stage, measured for the caption's comparison
+    assert list(df.columns) == [f"{n} steps {m}" for n in (1, 2, 4) for m in ("FID", "sFID", "IS")]
+    students = df.drop(columns=[c for c in df.columns if c.startswith("4 ")])
+    assert students.notna().all().all() and (students > 0).all().all()
+    assert df.loc["DDIM (FP teacher)"].notna().all() and df.loc[["PD", "RDD"], "4 steps FID"].isna().all()
     for name in ["pd", "rdd"]:
         for n in [1, 2]:
             prov = json.loads((wd / f"results/distill/{name}/steps{n}/provenance.json").read_text())
@@ -141,7 +195,8 @@ def test_micro_distillation_table(micro_run):
             assert prov["teacher"] == ("resources/models/fmnist-ddpm" if n == 2 else f"results/distill/{name}/steps2")
     rec = json.loads((wd / "results/metrics/rdd-s1.json").read_text())
     assert rec["protocol"]["sampler"]["steps"] == 1 and rec["protocol"]["sampler"]["skip"] == "trailing"
-    assert "Distillation wall time per stage: pd-s2" in (wd / "results/table3.md").read_text()
+    md = (wd / "results/table3.md").read_text()
+    assert "Distillation wall time per stage: pd-s2" in md and "than its own teacher" in md
     assert (wd / "results/figures/fid_vs_steps.png").stat().st_size > 0
     assert "iterations in" in (wd / "logs/distill/rdd/steps1.log").read_text()
     assert not list((wd / "results/state/distill").rglob("*.pt"))  # finished stages leave no state

@@ -23,6 +23,7 @@ from .sections import (
     FeatureNetConfig, MethodConfig, ModelConfig, PaperConfig, QuantizationConfig, ResourceSpec, SamplerConfig,
 )  # fmt: skip
 from .io import FileError
+from .provenance import sha256_file
 from .typedconfig import ConfigError, build_dataclass, key, to_plain
 from .variant import BitSetting
 from .weights import CLASSIFIER, pipeline_kind, verify
@@ -56,6 +57,12 @@ def _schema_check(raw: Mapping[str, Any]) -> None:
         missing = re.findall(r"'([^']+)' is a required property", err.message)
         raise ConfigError(f"config key '{prefix}{missing[0] if missing else '?'}': required key is missing")
     raise ConfigError(f"config key '{where}': {err.message}")
+
+
+# Where rule ``train_classifier`` writes the metrics' classifier (``feature_net.source: train``)
+# and RDD's (``distillation.feature_net.source: train``).
+TRAINED_CLASSIFIER = "results/models/feature-net"
+TRAINED_RDD_CLASSIFIER = "results/models/rdd-feature-net"
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
@@ -242,6 +249,7 @@ def _check_params(cfg: Config, where: str, params: Any) -> None:
 
 def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
     _check_distillation(cfg)
+    _check_rdd_recipe(cfg)
     _check_labels(cfg)
     ev = cfg.evaluation
     if ev.shard_size > ev.n_samples:
@@ -304,11 +312,53 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
     if ref.endswith(".npz") and not _resolve(ref, base).is_file():
         raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} does not exist (an ADM reference "
                           "batch .npz, or train / test)")
-    if cfg.distillation.feature_net is not None:
+    if _uses_features(cfg) and cfg.distillation.feature_net.source == "shipped":
         p = _resolve(cfg.distillation.feature_net.path, base)
         if not (p / CLASSIFIER.weights).is_file():
             raise ConfigError(f"config key 'distillation.feature_net.path': {p} holds no {CLASSIFIER.weights}")
         _verify("distillation.feature_net.path", p, CLASSIFIER)
+        _check_independent(cfg, p, base)
+
+
+def _check_rdd_recipe(cfg: Config) -> None:
+    """A trained RDD network: the architecture its name reads, and not the evaluation network's
+    recipe (the same recipe trains the same network)."""
+    from .metrics.config import FEATURE_NETWORKS
+
+    d = cfg.distillation.feature_net
+    if d.source != "train" or not _uses_features(cfg):
+        return
+    if d.train.arch != FEATURE_NETWORKS[d.name]:
+        raise ConfigError(f"config key 'distillation.feature_net.train.arch': {d.name} is a {FEATURE_NETWORKS[d.name]} "
+                          f"network, not {d.train.arch}")
+    if cfg.feature_net.name == "fmnist-classifier" and cfg.feature_net.source == "train" and d.train == cfg.feature_net.train:
+        raise ConfigError("config key 'distillation.feature_net.train': the recipe of feature_net.train, which trains "
+                          "the evaluation network; RDD would be trained in the features the metrics measure in. "
+                          "Use another seed or architecture")
+
+
+def _uses_features(cfg: Config) -> bool:
+    """Whether a distillation instance trains in a frozen feature network (RDD)."""
+    from .distill.methods import DISTILLERS
+
+    return any(DISTILLERS[m.method].uses_features for m in cfg.distillation.methods)
+
+
+def _check_independent(cfg: Config, rdd_net: Path, base: Path) -> None:
+    """Refuse a distillation feature network that is the evaluation network: the same folder, or
+    a weights file with the same sha256. A student trained in the features the metrics measure in
+    is scored by its own training loss."""
+    if cfg.feature_net.name != "fmnist-classifier":
+        return
+    eval_net = _resolve(cfg.feature_net.path, base) if cfg.feature_net.source == "shipped" else base / TRAINED_CLASSIFIER
+    same = rdd_net.resolve() == eval_net.resolve()
+    if not same and (eval_net / CLASSIFIER.weights).is_file():
+        same = sha256_file(rdd_net / CLASSIFIER.weights) == sha256_file(eval_net / CLASSIFIER.weights)
+    if same:
+        raise ConfigError(
+            f"config key 'distillation.feature_net.path': {rdd_net} holds the evaluation network's weights "
+            f"(feature_net: {eval_net}, same sha256); RDD would be trained in the features the metrics measure in. "
+            "Use an independent network, e.g. resources/models/fmnist-resnet")
 
 
 def _verify(key_: str, folder: Path, kind) -> None:

@@ -135,12 +135,22 @@ class DistillMethodConfig(Instance):
         return [Variant(self.name, steps=n) for n in self.steps]
 
 
+def _rdd_net_recipe() -> ClassifierTrainConfig:
+    return ClassifierTrainConfig(epochs=4, seed=1, arch="resnet")
+
+
 @dataclass(frozen=True)
 class DistillFeatureNet:
-    """The frozen network of RDD's losses (a shipped weights folder)."""
+    """The frozen network of RDD's losses: by default a second Fashion-MNIST classifier of
+    another architecture and seed than the metrics' one (the paper trains its own DenseNet-201),
+    ``shipped`` in ``path`` or trained by rule ``train_classifier`` (``source: train``) with the
+    recipe ``train`` (the shipped one's: ResNet, seed 1, 4 epochs); ``name`` is a network of
+    ``distill.methods.rdd.features``."""
 
-    name: str = "fmnist-classifier"
-    path: str = "resources/models/fmnist-classifier"
+    name: str = "fmnist-resnet"
+    source: str = "shipped"
+    path: str = "resources/models/fmnist-resnet"
+    train: ClassifierTrainConfig = field(default_factory=_rdd_net_recipe)
 
 
 @dataclass(frozen=True)
@@ -148,12 +158,12 @@ class DistillationConfig:
     """The distillation grid. Students and the FP teacher row of table 3 are sampled with DDIM
     (eta 0) on the ``trailing`` grid (PD's: the first step starts at T - 1, every stage halves
     the steps), x0 clipped to [-1, 1] as in RDD's ``ddim_eval.py``. ``feature_net``: RDD's frozen
-    network; None uses the metrics' ``feature_net`` (the paper trains a separate classifier)."""
+    network, never the metrics' one (the config check refuses the same weights)."""
 
     steps: tuple[int, ...] = (8, 4, 2, 1)
     skip: str = "trailing"
     clip_x0: bool = True
-    feature_net: DistillFeatureNet | None = None
+    feature_net: DistillFeatureNet = field(default_factory=DistillFeatureNet)
     methods: tuple[DistillMethodConfig, ...] = ()
 
     def sampler(self, steps: int) -> SamplerConfig:
@@ -220,10 +230,20 @@ class Config:
         return ["fp"] + [str(v) for m in self.quantization.methods if table in (None, m.table) for v in m.variants()]
 
     def distill_variants(self) -> list[str]:
-        """``fp-s{N}`` (the FP teacher with N steps) for every step count, then ``{name}-s{N}``."""
+        """``fp-s{N}`` (the FP teacher with N steps) for every step count and every 2N-step FP
+        teacher of a first stage, then ``{name}-s{N}``."""
         d = self.distillation
-        out = [Variant("fp", steps=n) for n in d.steps] if d.methods else []
+        if not d.methods:
+            return []
+        fp_steps = list(d.steps) + sorted({2 * n for m in d.methods for n in m.steps
+                                           if m.teacher_of(n)[0] == "fp"} - set(d.steps))
+        out = [Variant("fp", steps=n) for n in fp_steps]
         return [str(v) for v in out + [v for m in d.methods for v in m.variants()]]
+
+    def distill_teachers(self) -> dict[str, str]:
+        """{student variant: its teacher's variant} for every distillation stage."""
+        return {str(Variant(m.name, steps=n)): str(Variant(*m.teacher_of(n)[:1], steps=2 * n))
+                for m in self.distillation.methods for n in m.steps}
 
     def distill_method(self, name: str) -> DistillMethodConfig:
         for m in self.distillation.methods:

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 
+from diffcomp.config import TRAINED_CLASSIFIER, TRAINED_RDD_CLASSIFIER
 from diffcomp.distill.methods import DISTILLERS
 from diffcomp.methods import METHODS
 from diffcomp.hashing import code_hash
@@ -64,7 +65,7 @@ def fp_model_files():
 def feature_net_dir():
     if CFG.feature_net.source == "shipped":
         return CFG.feature_net.path
-    return "results/models/feature-net"
+    return TRAINED_CLASSIFIER
 
 
 def feature_net_files():
@@ -152,10 +153,16 @@ def distill_teacher_files(w):
 
 
 def distill_feature_net():
+    """(name, folder) of RDD's network: shipped, or trained by rule train_classifier."""
     d = CFG.distillation.feature_net
-    if d is None:
-        return CFG.feature_net.name, feature_net_dir()
-    return d.name, d.path
+    return d.name, (d.path if d.source == "shipped" else TRAINED_RDD_CLASSIFIER)
+
+
+def classifier_recipe(folder):
+    """The training recipe of a classifier rule train_classifier writes into ``folder``."""
+    if folder == TRAINED_RDD_CLASSIFIER:
+        return CFG.distillation.feature_net.train
+    return CFG.feature_net.train
 
 
 def distill_uses_features(w):
@@ -257,8 +264,8 @@ def quantized_input(w):
 
 
 def table3_steps():
-    d = CFG.distillation
-    return sorted(set(d.steps).union(*[m.steps for m in d.methods]))
+    """Table 3's columns: every step count of a distilled variant or an FP teacher."""
+    return sorted({Variant.parse(v).steps for v in CFG.distill_variants()})
 
 
 def per_variant_outputs():

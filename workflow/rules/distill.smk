@@ -26,8 +26,9 @@ rule distill:
         method=lambda w: distill_of(w.name).method,
         hparams=lambda w: shlex.quote(distill_of(w.name).params_json()),
         features=distill_features_args,
+        clip="--clip-x0" if CFG.distillation.clip_x0 else "--no-clip-x0",
         code=distill_code,
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli distill --teacher {params.teacher:q} --steps {wildcards.n} --method {params.method:q}'
-        " --params {params.hparams} --data {input.data:q} {params.features} --out {params.out:q}"
+        " --params {params.hparams} --data {input.data:q} {params.features} {params.clip} --out {params.out:q}"
         ' --state-dir {params.state:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

@@ -108,16 +108,22 @@ rule convert:
         " --out {params.out:q} 2> {log:q}"
 
 
+# The metrics' classifier (feature_net.source: train) or RDD's (distillation.feature_net.source:
+# train), each with its own recipe.
 rule train_classifier:
     input:
         train="results/data/train.npz",
         test="results/data/test.npz",
     output:
-        classifier_files("results/models/feature-net"),
+        classifier_files("results/models/{net}"),
     log:
-        "logs/train_classifier.log",
+        "logs/train_classifier/{net}.log",
     benchmark:
-        "results/benchmarks/train_classifier.tsv"
+        "results/benchmarks/train_classifier/{net}.tsv"
+    wildcard_constraints:
+        net="|".join(
+            os.path.basename(f) for f in (TRAINED_CLASSIFIER, TRAINED_RDD_CLASSIFIER)
+        ),
     conda:
         "../../envs/diffcomp.yaml"
     threads: res("train_classifier").threads
@@ -126,7 +132,7 @@ rule train_classifier:
     params:
         data=lambda w, input: os.path.dirname(input.train),
         out=lambda w, output: folder_of(output),
-        cfg=shq_json(CFG.feature_net.train),
+        cfg=lambda w, output: shq_json(classifier_recipe(folder_of(output))),
         code=code("train_classifier"),
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli train-classifier --data-dir {params.data:q} --cfg {params.cfg} --out {params.out:q}'

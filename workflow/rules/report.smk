@@ -158,10 +158,12 @@ rule table3:
         ),
         steps=shlex.quote(json.dumps(table3_steps())),
         students=shlex.quote(json.dumps(students())),
+        teachers=shlex.quote(json.dumps(CFG.distill_teachers())),
         code=code("table3"),
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli table3 --metrics {input.metrics:q} --students {params.students}'
-        " --rows {params.rows} --steps {params.steps} --out-stem results/table3 --html {output.html:q}"
+        " --rows {params.rows} --steps {params.steps} --teachers {params.teachers}"
+        " --out-stem results/table3 --html {output.html:q}"
         " --figure {output.figure:q} 2> {log:q}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import shutil
@@ -23,7 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--params", default=None, help="the method's parameters as JSON")
     p.add_argument("--data", required=True, help="train.npz from prepare-data")
     p.add_argument("--feature-net", default=None, help="weights folder of the frozen feature network (methods that use one)")
-    p.add_argument("--feature-net-name", default="fmnist-classifier")
+    p.add_argument("--feature-net-name", default="fmnist-resnet", help="a network of distill.methods.rdd.features")
+    p.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=True,
+                   help="clip x0 in the teacher-match samples (as the distillation grid's sampler does)")
     p.add_argument("--out", required=True, help="student diffusers folder")
     p.add_argument("--state-dir", default=None, help="resume state (kept across retries)")
     p.add_argument("--device", default="auto")
@@ -57,7 +60,7 @@ def run(args) -> None:
     t0 = time.time()
     student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, args.method, params,
                                    features=features, device=device, state_dir=state_dir, compile=args.compile,
-                                   teacher_prediction=teacher.prediction_type)
+                                   teacher_prediction=teacher.prediction_type, match_clip_x0=args.clip_x0)
     from ..models.parameterization import DIFFUSERS
 
     # the student's scheduler records what it predicts, so sampling converts its output to eps

@@ -16,6 +16,9 @@ def add_arguments(p) -> None:
     p.add_argument("--students", default="{}", help='JSON {variant: distill output folder} (wall times), e.g. {"pd-s4": "results/distill/pd/steps4"}')
     p.add_argument("--rows", required=True, help='JSON list of [name, label], e.g. [["pd", "PD"]]')
     p.add_argument("--steps", required=True, help="JSON list of step counts, e.g. [1, 2, 4, 8]")
+    p.add_argument("--teachers", default="{}",
+                   help='JSON {student variant: teacher variant}, e.g. {"pd-s8": "fp-s16"}: a student with a lower FID '
+                        "than its teacher is named in the caption")
     p.add_argument("--out-stem", required=True, help="writes STEM.csv, STEM.md, STEM.tex")
     p.add_argument("--figure", default=None)
     p.add_argument("--html", default=None, help="the table as an HTML page (for the report)")
@@ -31,7 +34,8 @@ def run(args) -> None:
         if prov.exists():
             wall[variant] = float(read_json_object(prov, ("wall_seconds",))["wall_seconds"])
     df = table3(records, rows, steps)
-    title, caption = "Table 3: few-step students (progressive distillation, RDD)", distill_caption(records, wall)
+    title = "Table 3: few-step students (progressive distillation, RDD)"
+    caption = distill_caption(records, wall, json.loads(args.teachers), dict(rows))
     write_outputs(df, args, title, caption)
     if args.figure:
         fid_vs_steps_figure(records, rows, steps, args.figure)

@@ -30,6 +30,12 @@ class StageParams:
     starts from the teacher's weights with the output layer refitted by least squares
     (``refit_output``, on ``refit_samples`` inputs of the stage's timesteps) to the prediction
     the teacher implies.
+
+    Diagnostics (ours, recorded in the student's provenance and the log): ``probe_per_step``
+    samples at every student step give the loss and gradient norm of the top step against the
+    rest at the start and the end of the stage, and every ``probe_every`` iterations (0: start
+    and end only); ``match_noises`` noises give the teacher-match error (N-step student vs
+    2N-step teacher) at the start and the end. 0 switches either off.
     """
 
     iters: PositiveInt = 10_000
@@ -45,6 +51,9 @@ class StageParams:
     parameterization: str = "v"
     refit_output: bool = True
     refit_samples: PositiveInt = 256
+    probe_per_step: NonNegativeInt = 8
+    probe_every: NonNegativeInt = 0
+    match_noises: NonNegativeInt = 64
 
     def __post_init__(self):
         if self.parameterization not in ("eps", "x", "v"):

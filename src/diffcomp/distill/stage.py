@@ -2,9 +2,13 @@
 that samples with N, trained on the PD target with the registered method's objective (PD's loss,
 RDD's relational losses in a frozen feature network's space, ...).
 
-Resumable: with ``state_dir`` the student, optimisers, LR schedule, RNG states and the objective's
-state (RDD's memory queue) are kept there every ``checkpoint_every`` iterations; a restarted job continues from the
-last checkpoint with the same data order.
+Resumable: with ``state_dir`` the student, optimisers, LR schedule, RNG states, the objective's
+state (RDD's memory queue) and the diagnostics so far are kept there every ``checkpoint_every``
+iterations; a restarted job continues from the last checkpoint with the same data order.
+
+Diagnostics (``distill.diagnostics``): the top step's loss and gradient norm against the other
+steps' at the start, every ``probe_every`` iterations and at the end; the teacher-match error at
+the start and the end. They are in the returned stats and the log.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tqdm.auto import tqdm
 from ..io import load_torch, save_torch
 from ..models.parameterization import coefficients, kind_of, to_eps, to_x0
 from ..models.sampler import unet_fn
+from .diagnostics import gradient_split, probe_batch, teacher_match
 from .targets import pd_target, stage_times
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,22 @@ log = logging.getLogger(__name__)
 def _means(entries: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Mean of each logged loss part over ``entries`` (one device-to-host copy per part)."""
     return {k: float(np.mean(torch.stack([e[k] for e in entries]).tolist())) for k in entries[0]}
+
+
+def _student_loss(fwd, kind: str, objective, z, t, x_target, a, s):
+    """The objective on the student's output for (z, t), whatever the student predicts."""
+    out = fwd(z, t).sample
+    if kind == "eps":
+        return objective(out, z, x_target, a, s)
+    return objective(to_eps(out, z, a, s, kind), z, x_target, a, s, to_x0(out, z, a, s, kind))
+
+
+def _log_split(it: int, split: dict) -> None:
+    top, rest = split["top_step"], split["other_steps"]
+    log.info("iteration %d: top step loss %.4g, gradient norm %.4g; other steps loss %s, gradient norm %s; "
+             "top step's share of the gradient norm %s", it, top["loss"], top["grad_norm"],
+             f"{rest['loss']:.4g}" if rest else "-", f"{rest['grad_norm']:.4g}" if rest else "-",
+             f"{split['top_share']:.3f}" if split["top_share"] is not None else "-")
 
 
 def distill_stage(
@@ -46,6 +67,7 @@ def distill_stage(
     stop_at: int | None = None,
     compile: bool = False,
     teacher_prediction: str = "epsilon",
+    match_clip_x0: bool = True,
 ) -> tuple[nn.Module, dict]:
     """Distil ``teacher`` (an epsilon-prediction UNet sampled with 2N trailing DDIM steps) into a
     student initialised from it that matches it with N = ``student_steps`` steps.
@@ -55,7 +77,8 @@ def distill_stage(
     frozen network its objective needs, if any. ``stop_at`` ends the
     call after that iteration, as a job killed there would (tests). ``teacher_prediction``: what the
     teacher predicts (its scheduler's ``prediction_type``); the student predicts
-    ``params.parameterization``. Returns (student, stats).
+    ``params.parameterization``. ``match_clip_x0``: whether the teacher-match samples clip x0 (as
+    the distillation grid's sampler does). Returns (student, stats).
     """
     from .methods import DISTILLERS
 
@@ -104,9 +127,38 @@ def distill_stage(
         objective.load_extra_state(st["objective_extra"])
         gen.set_state(st["gen"])
         start = st["step"]
+        diagnostics = st["diagnostics"]
         log.info("resumed distillation from iteration %d (%s)", start, state_path)
+    else:
+        diagnostics = {"gradient": [], "teacher_match": {}}
     teacher_fn = unet_fn(torch.compile(teacher) if compile else teacher, None, teacher_kind, ac)
     student_fwd = torch.compile(student) if compile else student
+    probe = (probe_batch(data, ac, student_steps, params.probe_per_step, params.seed + 2)
+             if params.probe_per_step else None)
+
+    def loss_of(fwd, obj, z, t, x_target, a, s):
+        return _student_loss(fwd, kind, obj, z, t, x_target, a, s)
+
+    def probe_gradient(it: int) -> None:
+        if probe is None:
+            return
+        split = gradient_split(student, objective, lambda obj, *b: loss_of(student, obj, *b), teacher_fn, probe, ac,
+                               student_steps, params.clip_teacher_x0)
+        diagnostics["gradient"].append({"iteration": it, **split})
+        _log_split(it, split)
+
+    def match(when: str) -> None:
+        if not params.match_noises:
+            return
+        m = teacher_match(unet_fn(student, None, kind, ac), teacher_fn, ac, student_steps, params.match_noises,
+                          params.seed, tuple(data.shape[1:]), match_clip_x0, device)
+        diagnostics["teacher_match"][when] = m
+        log.info("teacher-match error at the %s: %d-step student vs %d-step teacher, pixel MSE %.5g over %d noises",
+                 when, student_steps, 2 * student_steps, m["mse"], m["noises"])
+
+    if start == 0:
+        match("start")
+        probe_gradient(0)
     t0 = time.time()
     history: list[dict[str, torch.Tensor]] = []
     done = start
@@ -123,11 +175,7 @@ def distill_stage(
         a, s = coefficients(ac, t)
         z = (a * x0.double() + s * noise.double()).float()
         x_target = pd_target(teacher_fn, z, t, t_mid, t_end, ac, params.clip_teacher_x0)
-        out = student_fwd(z, t).sample
-        if kind == "eps":
-            loss, parts = objective(out, z, x_target, a, s)
-        else:
-            loss, parts = objective(to_eps(out, z, a, s, kind), z, x_target, a, s, to_x0(out, z, a, s, kind))
+        loss, parts = loss_of(student_fwd, objective, z, t, x_target, a, s)
         opt.zero_grad(set_to_none=True)
         if head_opt is not None:
             head_opt.zero_grad(set_to_none=True)
@@ -142,6 +190,8 @@ def distill_stage(
         if done % max(1, min(100, iters // 10)) == 0:
             log.info("iteration %d/%d: %s", done, iters,
                      ", ".join(f"{k} {v:.4g}" for k, v in _means(history[-50:]).items()))
+        if params.probe_every and done % params.probe_every == 0 and done < iters:
+            probe_gradient(done)
         if stop_at is not None and done >= stop_at:
             break
         if state_path is not None and done % params.checkpoint_every == 0 and done < iters:
@@ -149,12 +199,17 @@ def distill_stage(
                                     "opt": opt.state_dict(), "sched": sched.state_dict(),
                                     "head_opt": head_opt.state_dict() if head_opt else None,
                                     "objective_extra": objective.extra_state(),
-                                    "gen": gen.get_state(), "step": done})
+                                    "gen": gen.get_state(), "step": done, "diagnostics": diagnostics})
+    seconds = time.time() - t0  # the training loop's, without the diagnostics at the end
+    if done >= iters:
+        probe_gradient(done)
+        match("end")
     tail = history[-max(1, len(history) // 10):]
     stats = {
         "method": method, "student_steps": student_steps, "teacher_steps": 2 * student_steps,
-        "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": time.time() - t0,
+        "iterations": done, "planned_iterations": iters, "resumed_from": start, "seconds": seconds,
         "final_losses": _means(tail) if tail else {},
         "params": asdict(params), "teacher_prediction": teacher_kind, "prediction": kind, "refit_output": refit,
+        "diagnostics": diagnostics,
     }
     return student.cpu().requires_grad_(False), stats

@@ -5,6 +5,10 @@ features: a metric must not change with the machine. Three outputs, as torch-fid
 ``pool`` (128-d global average pool, for FID/KID/precision-recall), ``spatial`` (the first 4
 channels of the 8x8 mid-level map, 256-d, for sFID, like ADM's mixed_6 slice) and ``logits``
 (10 classes, for IS).
+
+A second architecture (``resnet_classifier.FMNISTResNet``, ``arch: resnet``) is trained by the
+same code; the weights file names its architecture in its safetensors header, so a folder loads
+as what it holds (a file without that entry is the VGG network).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..weights import CLASSIFIER, PROVENANCE, verify_classifier
 from .config import ClassifierTrainConfig
+from .resnet_classifier import FMNISTResNet
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,18 @@ class FMNISTClassifier(nn.Module):
         return self.fc(self.dropout(h))
 
 
+ARCH_KEY = "architecture"
+
+
+def build_classifier(arch: str = "vgg") -> nn.Module:
+    """An untrained classifier of architecture ``arch`` (``vgg`` or ``resnet``)."""
+    if arch == "vgg":
+        return FMNISTClassifier()
+    if arch == "resnet":
+        return FMNISTResNet()
+    raise ValueError(f"no classifier architecture {arch!r} (known: vgg, resnet)")
+
+
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     flip = torch.rand(x.shape[0], generator=gen) < 0.5
     x = torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
@@ -70,7 +87,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
-def accuracy(model: FMNISTClassifier, images_u8: np.ndarray, labels: np.ndarray, device="cpu", batch=1000) -> float:
+def accuracy(model: nn.Module, images_u8: np.ndarray, labels: np.ndarray, device="cpu", batch=1000) -> float:
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -82,10 +99,10 @@ def accuracy(model: FMNISTClassifier, images_u8: np.ndarray, labels: np.ndarray,
 
 
 def train_classifier(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                     cfg: ClassifierTrainConfig = ClassifierTrainConfig(), device="cpu") -> tuple[FMNISTClassifier, dict]:
+                     cfg: ClassifierTrainConfig = ClassifierTrainConfig(), device="cpu") -> tuple[nn.Module, dict]:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = FMNISTClassifier().to(device)
+    model = build_classifier(cfg.arch).to(device)
     x_all = torch.from_numpy(train[0]).float().to(device)
     y_all = torch.from_numpy(train[1]).to(device)
     steps_per_epoch = len(x_all) // cfg.batch_size
@@ -109,9 +126,9 @@ def train_classifier(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarra
     return model, {"test_accuracy": acc, "seconds": time.time() - t0, "config": asdict(cfg)}
 
 
-def save_classifier(model: FMNISTClassifier, path: str | Path, provenance: dict | None = None) -> None:
-    """``model.safetensors`` and ``provenance.json`` (``provenance`` plus the weights' sha256,
-    which every later load checks)."""
+def save_classifier(model: nn.Module, path: str | Path, provenance: dict | None = None) -> None:
+    """``model.safetensors`` (its architecture in the header) and ``provenance.json``
+    (``provenance`` plus the weights' sha256, which every later load checks)."""
     import json
 
     from safetensors.torch import save_file
@@ -120,16 +137,22 @@ def save_classifier(model: FMNISTClassifier, path: str | Path, provenance: dict 
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / CLASSIFIER.weights))
+    arch = "resnet" if isinstance(model, FMNISTResNet) else "vgg"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / CLASSIFIER.weights),
+              metadata={ARCH_KEY: arch})
     rec = {**(provenance or {}), CLASSIFIER.key: sha256_file(path / CLASSIFIER.weights)}
     (path / PROVENANCE).write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def load_classifier(path: str | Path) -> FMNISTClassifier:
-    """The classifier in folder ``path``, its weights checked against the recorded sha256 first."""
+def load_classifier(path: str | Path) -> nn.Module:
+    """The classifier in folder ``path`` (the architecture its weights file names), its weights
+    checked against the recorded sha256 first."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     weights = verify_classifier(path)
-    model = FMNISTClassifier()
+    with safe_open(str(weights), "pt") as f:
+        arch = (f.metadata() or {}).get(ARCH_KEY, "vgg")
+    model = build_classifier(arch)
     model.load_state_dict(load_file(str(weights)))
     return model.eval().requires_grad_(False)

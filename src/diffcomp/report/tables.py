@@ -93,18 +93,43 @@ def table3(records: dict[str, dict], rows: Sequence[tuple[str, str]], steps: Seq
     return pd.DataFrame(out).set_index("Method")
 
 
-def distill_caption(records: dict[str, dict], wall_seconds: dict[str, float]) -> str:
-    """The protocol of table 3 and the wall time of every distillation stage."""
+def beats_teacher(records: dict[str, dict], teachers: dict[str, str]) -> list[tuple[str, float, str, float]]:
+    """(student, its FID, teacher, the teacher's FID) for every student whose FID is lower than
+    its own teacher's (both measured)."""
+    out = []
+    for student, teacher in teachers.items():
+        fs, ft = (records.get(v, {}).get("metrics", {}).get("fid") for v in (student, teacher))
+        if fs is not None and ft is not None and fs < ft:
+            out.append((student, fs, teacher, ft))
+    return out
+
+
+def _steps_label(variant: str, labels: dict[str, str]) -> str:
+    v = Variant.parse(variant)
+    return f"{labels.get(v.name, v.name)}, {v.steps} steps"
+
+
+def distill_caption(records: dict[str, dict], wall_seconds: dict[str, float], teachers: dict[str, str] | None = None,
+                    labels: dict[str, str] | None = None) -> str:
+    """The protocol of table 3, the students that score better than their own teacher
+    (``teachers``: {student variant: teacher variant}; ``labels``: {instance: row label}) and the
+    wall time of every distillation stage."""
     if not records:
         return ""
     p, s, head = _protocol_head(records)
     times = "; ".join(f"{k} {v:.0f} s" for k, v in wall_seconds.items())
+    labels = {"fp": FP_TEACHER_LABEL, **(labels or {})}
+    better = beats_teacher(records, teachers or {})
+    flagged = ("Students with a lower FID than their own teacher: " + "; ".join(
+        f"{_steps_label(st, labels)} (FID {fs:.2f}) < its teacher {_steps_label(te, labels)} (FID {ft:.2f})"
+        for st, fs, te, ft in better) + ". ") if better else "No student has a lower FID than its own teacher. "
     return (
         f"{head}; sampler: DDIM eta 0 on the "
         f"{s.get('skip', '?')} grid, x0 clipped: {s.get('clip_x0', '?')}; seeds: {p.get('seed', '?')} + image index. "
         "An N-step student is distilled from its chain's 2N-step model (the first stage from the FP model "
         "or the chain's teacher). "
-        f"FID/sFID lower is better, IS higher is better. Distillation wall time per stage: {times or 'n/a'}."
+        f"FID/sFID lower is better, IS higher is better. {flagged if teachers else ''}"
+        f"Distillation wall time per stage: {times or 'n/a'}."
     )
 
 

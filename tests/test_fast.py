@@ -158,3 +158,11 @@ def test_inductor_compiled_fake_quant_agrees_with_eager_within_quantization_nois
         layer.set_quant_state(True, True)
     noise = (eager - fp).pow(2).mean()
     assert (compiled - eager).pow(2).mean() < 1e-3 * noise
+
+
+def test_a_model_with_per_timestep_weights_is_refused_by_name(tiny_unet):
+    spec = QuantSpec(weight=QuantizerConfig(4, per_channel=True, per_timestep=True), act=None, timesteps=STEPS)
+    model = quantize_model(tiny_unet, spec)
+    with pytest.raises(ValueError, match="conv_in: per-timestep weight quantizers cannot be frozen"):
+        with frozen(model):
+            pass

@@ -24,7 +24,11 @@ from .timestep import TimestepQuantizer
 def frozen(model: nn.Module, dtype: torch.dtype | None = None) -> Iterator[nn.Module]:
     """Within the block, ``model``'s quantized layers use weights quantized once (cast to
     ``dtype`` if given) and its per-timestep quantizers gather their parameters by index."""
-    layers = [m for _, m in quant_modules(model) if hasattr(m, "freeze_weight")]
+    named = [(n, m) for n, m in quant_modules(model) if hasattr(m, "freeze_weight")]
+    per_step = [n for n, m in named if m.quant_weights and any(q.context is not None for q, _ in m.weight_parts())]
+    if per_step:
+        raise ValueError(f"{per_step[0]}: per-timestep weight quantizers cannot be frozen (the weight depends on the step)")
+    layers = [m for _, m in named]
     gathers = [m for m in model.modules() if isinstance(m, TimestepQuantizer)]
     try:
         with torch.no_grad():

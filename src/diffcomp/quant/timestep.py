@@ -104,8 +104,6 @@ class TimestepQuantizer(Quantizer):
         if not timesteps:
             raise ValueError("a per-timestep quantizer needs the sampling timesteps (QuantSpec.timesteps)")
         self.steps = nn.ModuleList(make() for _ in timesteps)
-        if self.steps[0].channels is not None and self.steps[0].axis == 0:
-            raise ValueError("a per-timestep quantizer's channels cannot lie on the batch axis")
         self.register_buffer("timesteps", torch.tensor(list(timesteps), dtype=torch.long))
         self.register_buffer("lut", step_lut(timesteps), persistent=False)
         self._index = {int(t): i for i, t in enumerate(timesteps)}

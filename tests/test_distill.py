@@ -1,6 +1,7 @@
 """Progressive distillation's target and RDD's relational losses: exact math on models whose
 output is known, zero/positive/gradient properties, the memory queue, and a resumable stage."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -86,18 +87,22 @@ def test_stage_times_are_the_trailing_ddim_grids(n):
     assert ddim_timesteps(T, n, "trailing")[0] == T - 1
 
 
-def test_a_student_sampled_with_one_step_on_the_target_follows_the_teacher_with_two():
+@pytest.mark.parametrize("clip", [False, True])
+def test_a_student_sampled_with_one_step_on_the_target_follows_the_teacher_with_two(clip):
     """The same statement through the real sampler: a 1-step 'student' that predicts the target's
-    epsilon reproduces the teacher's 2-step DDIM sample (no clipping)."""
-    z = torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    cfg2 = SamplerConfig(steps=2, eta=0.0, skip="trailing", clip_x0=False)
+    epsilon reproduces the teacher's 2-step DDIM sample, also with x0 clipped in the sampler and
+    the target (the sampler re-derives eps from the clipped x0, as the target's steps do)."""
+    z = torch.randn(4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+    cfg2 = SamplerConfig(steps=2, eta=0.0, skip="trailing", clip_x0=clip)
     teacher_out = ddim_sample(known_teacher, z, AC, cfg2)
     t, t_mid, t_end = stage_times(T, 1, torch.ones(4, dtype=torch.long))
-    x_target = pd_target(known_teacher, z, t, t_mid, t_end, AC)
+    x_target = pd_target(known_teacher, z, t, t_mid, t_end, AC, clip_x0=clip)
     a, s = coefficients(AC, t)
     student_eps = (z - a * x_target) / s
-    student_out = ddim_sample(lambda x, tt: student_eps, z, AC, SamplerConfig(steps=1, eta=0.0, skip="trailing", clip_x0=False))
+    student_out = ddim_sample(lambda x, tt: student_eps, z, AC, SamplerConfig(steps=1, eta=0.0, skip="trailing", clip_x0=clip))
     assert torch.allclose(student_out, teacher_out, atol=1e-8)
+    if clip:  # the clipping was exercised: without it the teacher lands elsewhere
+        assert not torch.allclose(ddim_sample(known_teacher, z, AC, dataclasses.replace(cfg2, clip_x0=False)), teacher_out)
 
 
 # ----------------------------------------------------------------------------- relational losses

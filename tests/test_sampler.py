@@ -87,11 +87,14 @@ def test_images_of_one_batch_differ_and_each_equals_its_own_single_image_run(tin
 
 def test_ddim_step_clips_x0_exactly_when_asked():
     """Two pixels by hand: x_t = (2, -0.2), eps = 0, a_t = 0.25 give x0 = x_t / 0.5 = (4, -0.4);
-    clipping makes it (1, -0.4), and x_prev = sqrt(a_prev) x0 (eps = 0)."""
+    clipping makes it (1, -0.4) and re-derives eps = (x_t - 0.5 x0) / sqrt(0.75) = (1.5 / sqrt(0.75), 0),
+    so x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps = (0.8 + 0.6 sqrt(3), -0.32): the clipped
+    pixel stays on the line from its x0 through x_t; the unclipped one is as without clipping."""
     x = torch.tensor([[2.0, -0.2]])
     eps = torch.zeros_like(x)
     x_prev, x0 = ddim_step(x, eps, 0.25, 0.64, 0.0, None, clip_x0=True)
-    assert torch.allclose(x0, torch.tensor([[1.0, -0.4]])) and torch.allclose(x_prev, torch.tensor([[0.8, -0.32]]))
+    assert torch.allclose(x0, torch.tensor([[1.0, -0.4]]))
+    assert torch.allclose(x_prev, torch.tensor([[0.8 + 0.6 * 3**0.5, -0.32]]))
     x_prev, x0 = ddim_step(x, eps, 0.25, 0.64, 0.0, None, clip_x0=False)
     assert torch.allclose(x0, torch.tensor([[4.0, -0.4]])) and torch.allclose(x_prev, torch.tensor([[3.2, -0.32]]))
 

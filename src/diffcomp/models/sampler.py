@@ -51,10 +51,14 @@ def initial_noise(indices: Sequence[int], shape: tuple[int, ...], base_seed: int
 
 def ddim_step(x: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float, eta: float,
               noise: torch.Tensor | None, clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DDIM update from x_t to x_prev; returns (x_prev, predicted x0)."""
+    """One DDIM update from x_t to x_prev; returns (x_prev, predicted x0). With ``clip_x0`` the x0
+    estimate is clipped to [-1, 1] and eps re-derived from the clipped x0, as the DDIM and
+    progressive-distillation samplers do (so x_prev lies on the line from x0 through x_t, and the
+    update is the one progressive distillation's targets assume)."""
     x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t**0.5
     if clip_x0:
         x0 = x0.clamp(-1, 1)
+        eps = (x - a_t**0.5 * x0) / (1 - a_t) ** 0.5
     sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5
     x_prev = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
     if sigma > 0:

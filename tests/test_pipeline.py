@@ -51,3 +51,18 @@ def test_download_goes_through_the_hub_client_and_fails_cleanly_offline(tmp_path
     with pytest.raises(Exception) as e:
         download_pipeline("google/ddpm-cifar10-32", tmp_path / "x")
     assert "offline" in str(e.value).lower() or "connect" in str(e.value).lower() or "cache" in str(e.value).lower()
+
+
+def test_an_unknown_prediction_type_is_refused_naming_the_scheduler_config(tiny_pipeline_dir, tmp_path):
+    from diffcomp.io import FileError
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    cfg = folder / "scheduler" / "scheduler_config.json"
+    for name, ok in (("v_prediction", True), ("v-prediction", False)):
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "prediction_type": name}))
+        if ok:
+            assert load_pipeline(folder).prediction_type == name
+        else:
+            with pytest.raises(FileError, match=r"scheduler_config.json .*'v-prediction' is unknown.*v_prediction"):
+                load_pipeline(folder)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..io import missing
+from ..io import damaged, missing
 from ..provenance import sha256_file
 from ..weights import PIPELINE, PROVENANCE, verify_pipeline
 
@@ -57,6 +57,11 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
     if not sched_cfg.exists():
         raise missing(sched_cfg, "a model folder has scheduler_config.json in scheduler/ or at its root")
     scheduler = DDPMScheduler.from_pretrained(root, subfolder=sched_sub)
+    from .parameterization import FROM_DIFFUSERS
+
+    if scheduler.config.prediction_type not in FROM_DIFFUSERS:  # a typo would silently be read as eps
+        raise damaged(sched_cfg, f"prediction_type {scheduler.config.prediction_type!r} is unknown",
+                      f"set it to one of {sorted(FROM_DIFFUSERS)}")
     unet.eval().requires_grad_(False).to(device)
     return Pipeline(
         unet=unet,

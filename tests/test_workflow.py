@@ -617,6 +617,7 @@ def test_the_workflow_is_usable_as_a_snakemake_module(tmp_path):
     cfg = yaml.safe_load((REPO / "config/default.yaml").read_text())
     cfg["model"]["path"] = str(REPO / "resources/models/fmnist-ddpm")
     cfg["feature_net"]["path"] = str(REPO / "resources/models/fmnist-classifier")
+    cfg["distillation"]["feature_net"]["path"] = str(REPO / cfg["distillation"]["feature_net"]["path"])
     (outer / "diffcomp.yaml").write_text(yaml.safe_dump(cfg))
     (outer / "Snakefile").write_text(f"""configfile: "diffcomp.yaml"
 

@@ -27,7 +27,11 @@ rule sample_shard:
         batch=CFG.evaluation.batch_size,
         fast=(
             f"--precision {CFG.evaluation.precision}"
-            + (f" --compile {CFG.evaluation.compile}" if CFG.evaluation.compile else "")
+            + (
+                f" --compile {CFG.evaluation.compile}"
+                if CFG.evaluation.compile
+                else ""
+            )
         ),
         quantized=lambda w, input: (
             f"--quantized {shlex.quote(input.quantized[0])}" if input.quantized else ""

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..weights import CLASSIFIER, PROVENANCE, verify_classifier
 from .config import ClassifierTrainConfig
+from .imagenorm import normalize_images
 from .resnet_classifier import FMNISTResNet
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,7 @@ class FMNISTClassifier(nn.Module):
         self.fc = nn.Linear(4 * w, num_classes)
         self.dropout = nn.Dropout(0.3)
 
-    @staticmethod
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float in [0, 255]) images, 1 or 3 channels -> single-channel float in [-1, 1]."""
-        x = x.float()
-        if x.shape[1] == 3:
-            x = x.mean(dim=1, keepdim=True)
-        return x / 127.5 - 1.0
+    normalize = staticmethod(normalize_images)
 
     def features(self, x_u8: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.stage2(self.stage1(self.normalize(x_u8)))

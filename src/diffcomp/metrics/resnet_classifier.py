@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .imagenorm import normalize_images
+
 SPATIAL_CHANNELS = 4
 
 
@@ -55,13 +57,7 @@ class FMNISTResNet(nn.Module):
     def channels(self) -> int:
         return self.fc.in_features
 
-    @staticmethod
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float in [0, 255]) images, 1 or 3 channels -> single-channel float in [-1, 1]."""
-        x = x.float()
-        if x.shape[1] == 3:
-            x = x.mean(dim=1, keepdim=True)
-        return x / 127.5 - 1.0
+    normalize = staticmethod(normalize_images)
 
     def final_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map before its ReLU (the final batch norm's output, 8x8) of images

@@ -162,6 +162,10 @@ BAD = [
      "'distillation.steps[1]': 0 is less than the minimum of 1"),
     ("student beyond the schedule", lambda r: r["distillation"].update(steps=[512, 1]),
      "'distillation.steps': a 512-step student needs a 1024-step teacher"),
+    ("unknown sampling precision", lambda r: r["evaluation"].update(precision="fp16"),
+     "'evaluation.precision': 'fp16' is not one of ['fp32', 'tf32', 'bf16']"),
+    ("compile as a boolean", lambda r: r["evaluation"].update(compile=True),
+     "'evaluation.compile'"),
 ]
 
 

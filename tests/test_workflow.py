@@ -112,6 +112,20 @@ def test_a_trained_rdd_network_is_an_input_of_rdds_stages(repo_copy):
     assert """--cfg '{"arch": "resnet", "batch_size": 128, "epochs": 4, "lr": 0.002, "seed": 1}'""" in p.stdout + p.stderr
 
 
+def test_the_sample_jobs_compute_as_the_config_says(repo_copy):
+    """evaluation.precision and evaluation.compile reach every sample job's command (the verb's
+    flags were unreachable from the workflow before), and the metrics' protocol records them."""
+    raw = yaml.safe_load((repo_copy / "config/default.yaml").read_text())
+    raw["evaluation"].update(precision="bf16", compile="default", batch_size=1000)
+    (repo_copy / "fast.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=fast.yaml", "results/metrics/fp.json")
+    out = p.stdout + p.stderr
+    assert "--batch-size 1000 --precision bf16 --compile default" in out
+    assert '"compile": "default"' in out and '"precision": "bf16"' in out
+    p = snakemake(repo_copy, "-n", "-p", "results/metrics/fp.json")
+    assert "--precision fp32 --out" in p.stdout + p.stderr
+
+
 def test_the_gpu_distillation_config_plans_table3(repo_copy):
     """Ten stages (PD 8-4-2-1, RDD and RDD + PD loss 4-2-1), the 15 variants of table 3 (the FP
     teacher at 1-16 steps), and the table's caption input: every student's teacher."""

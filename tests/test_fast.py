@@ -166,3 +166,14 @@ def test_a_model_with_per_timestep_weights_is_refused_by_name(tiny_unet):
     with pytest.raises(ValueError, match="conv_in: per-timestep weight quantizers cannot be frozen"):
         with frozen(model):
             pass
+
+
+def test_frozen_checks_the_timesteps_it_will_see_before_any_compiled_call(every_kind):
+    """A compiled graph cannot raise for a timestep without parameters, so frozen checks the
+    sampler's timesteps up front, naming them."""
+    with frozen(every_kind, timesteps=STEPS):
+        pass
+    with pytest.raises(KeyError, match=r"timestep \[7\] has no quantization parameters"):
+        with frozen(every_kind, timesteps=STEPS + (7,)):
+            pass
+    assert all(m.frozen_weight is None for _, m in quant_modules(every_kind) if hasattr(m, "frozen_weight"))

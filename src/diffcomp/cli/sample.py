@@ -61,7 +61,7 @@ def run(args) -> None:
     from contextlib import nullcontext
 
     from ..data.fmnist import to_uint8
-    from ..models.sampler import compiled, generate, set_precision, unet_fn
+    from ..models.sampler import compiled, ddim_timesteps, generate, set_precision, unet_fn
     from ..models.pipeline import load_pipeline
 
     if not 0 <= args.start < args.end:
@@ -82,6 +82,14 @@ def run(args) -> None:
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
     t0 = time.time()
     chunks, reused = [], 0
+    if args.quantized:
+        from ..io import FileError
+        from ..quant.inference import check_timesteps
+
+        try:  # per-timestep parameters for every step this sampler visits (a compiled graph cannot check)
+            check_timesteps(pipe.unet, ddim_timesteps(pipe.num_train_timesteps, cfg.steps, cfg.skip))
+        except KeyError as e:
+            raise FileError(f"{args.quantized}: {e.args[0]}; sample it with the sampler it was calibrated for") from None
     with frozen(pipe.unet, autocast) if args.quantized else nullcontext():
         for s in tqdm(range(args.start, args.end, args.batch_size), desc=f"sample {Path(args.out).name}", mininterval=5):
             idx = list(range(s, min(s + args.batch_size, args.end)))

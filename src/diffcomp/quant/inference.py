@@ -11,19 +11,36 @@ weights or quantizers inside the block is not seen by the frozen copies: only sa
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
 
 from .module import quant_modules
-from .timestep import TimestepQuantizer
+from .timestep import TimestepQuantizer, lookup_steps
+
+
+def check_timesteps(model: nn.Module, timesteps: Sequence[int]) -> None:
+    """Raise ``KeyError`` (naming them) if a per-timestep quantizer or the eps correction of
+    ``model`` has no parameters for some of ``timesteps``: a compiled graph cannot check."""
+    from .correction import EpsCorrection
+
+    t = torch.as_tensor(list(timesteps), dtype=torch.long)
+    for m in model.modules():
+        if isinstance(m, TimestepQuantizer):
+            lookup_steps(m.lut, t, "quantization parameters")
+        elif isinstance(m, EpsCorrection):
+            lookup_steps(m.lut, t, "eps correction")
 
 
 @contextmanager
-def frozen(model: nn.Module, dtype: torch.dtype | None = None) -> Iterator[nn.Module]:
+def frozen(model: nn.Module, dtype: torch.dtype | None = None,
+           timesteps: Sequence[int] | None = None) -> Iterator[nn.Module]:
     """Within the block, ``model``'s quantized layers use weights quantized once (cast to
-    ``dtype`` if given) and its per-timestep quantizers gather their parameters by index."""
+    ``dtype`` if given) and its per-timestep quantizers gather their parameters by index.
+    ``timesteps``: the model timesteps that will be used, checked first (``check_timesteps``)."""
+    if timesteps is not None:
+        check_timesteps(model, timesteps)
     named = [(n, m) for n, m in quant_modules(model) if hasattr(m, "freeze_weight")]
     per_step = [n for n, m in named if m.quant_weights and any(q.context is not None for q, _ in m.weight_parts())]
     if per_step:

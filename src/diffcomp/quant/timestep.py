@@ -41,15 +41,19 @@ def step_lut(timesteps: Sequence[int]) -> torch.Tensor:
 
 def lookup_steps(lut: torch.Tensor, t: torch.Tensor, what: str) -> torch.Tensor:
     """Step index of every entry of ``t`` by ``lut``. Eagerly, an unknown timestep is a
-    ``KeyError`` (one host synchronisation); under ``torch.compile`` the check is left out."""
+    ``KeyError`` (one host synchronisation); under ``torch.compile`` and while a CUDA graph is
+    being captured the check is left out and a timestep without parameters would use step 0's,
+    so the callers check the timesteps they will use up front: ``quant.inference.frozen``'s
+    ``timesteps``; the reconstruction engines' calibration timesteps are the quantizers' own)."""
     t = t.to(lut.device).long().reshape(-1)
     idx = lut[t.clamp(0, lut.numel() - 1)]
-    if not torch.compiler.is_compiling():
+    capturing = lut.is_cuda and torch.cuda.is_current_stream_capturing()
+    if not (torch.compiler.is_compiling() or capturing):
         bad = (t < 0) | (t >= lut.numel()) | (idx < 0)
         if bool(bad.any()):
             known = (lut >= 0).nonzero().flatten().tolist()
             raise KeyError(f"timestep {sorted(set(t[bad].tolist()))[:5]} has no {what} (calibrated for {known})")
-    return idx
+    return idx.clamp(min=0)
 
 
 class StepContext:

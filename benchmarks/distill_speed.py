@@ -22,11 +22,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from diffcomp.cli._common import exact_fp32  # noqa: E402
 from diffcomp.distill.methods.pd import PDParams  # noqa: E402
 from diffcomp.distill.methods.rdd import RDDParams, load_features  # noqa: E402
 from diffcomp.distill.stage import distill_stage  # noqa: E402
 from diffcomp.models.pipeline import load_pipeline  # noqa: E402
+from diffcomp.models.sampler import set_precision  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="the student's steps")
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
-    exact_fp32(args.device)
+    set_precision("fp32", args.device)
     pipe = load_pipeline(ROOT / "resources/models/fmnist-ddpm")
     images = np.random.default_rng(0).integers(0, 256, (1024, 1, 32, 32), dtype=np.uint8)
     feats = load_features("fmnist-resnet", ROOT / "resources/models/fmnist-resnet")

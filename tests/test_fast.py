@@ -78,11 +78,17 @@ def test_frozen_weights_are_quantized_once_not_at_every_forward(every_kind):
             h.remove()
 
 
-def test_gather_path_uses_each_samples_step_like_the_split_path():
+def _three_step_quantizer():
+    """A 4-bit per-timestep quantizer for timesteps 999, 500, 0 with ranges 8, 2, 0.5, and its context."""
     ctx = StepContext()
     q = TimestepQuantizer(lambda: UniformQuantizer(4), [999, 500, 0], ctx)
     for leaf, r in zip(q.leaves(), (8.0, 2.0, 0.5)):
         leaf.set_range(torch.tensor(-r), torch.tensor(r))
+    return ctx, q
+
+
+def test_gather_path_uses_each_samples_step_like_the_split_path():
+    ctx, q = _three_step_quantizer()
     x = torch.linspace(-3, 3, 50).repeat(6, 1)
     ctx.set(torch.tensor([500, 0, 999]))
     split = q(x)  # 6 rows for 3 samples: heads folded into the batch, sample-major
@@ -96,10 +102,7 @@ def test_gather_path_uses_each_samples_step_like_the_split_path():
 
 
 def test_per_timestep_quantizer_under_compile_uses_the_right_steps_parameters():
-    ctx = StepContext()
-    q = TimestepQuantizer(lambda: UniformQuantizer(4), [999, 500, 0], ctx)
-    for leaf, r in zip(q.leaves(), (8.0, 2.0, 0.5)):
-        leaf.set_range(torch.tensor(-r), torch.tensor(r))
+    ctx, q = _three_step_quantizer()
     q.gather = True
     graphs = []
 

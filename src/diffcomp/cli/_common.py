@@ -41,14 +41,3 @@ def keyed_state_dir(root: str | None, key: Any) -> Path | None:
         return None
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return Path(root) / digest[:16]
-
-
-def exact_fp32(device: str) -> None:
-    """Turn off TF32 on CUDA. cuDNN convolutions default to TF32 (about 1e-3 relative error),
-    which a few-step sampler or a PD target multiplies by 1 / sqrt(alphas_cumprod[t]) (x 157 at
-    the noisiest step of the default schedule)."""
-    import torch
-
-    if str(device).startswith("cuda"):
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False

@@ -12,7 +12,7 @@ from ..typedconfig import build_dataclass
 from ..io import atomic_path, load_npz
 from ..provenance import provenance
 from ..weights import pipeline_kind, record
-from ._common import exact_fp32, keyed_state_dir, pick_device, set_threads
+from ._common import keyed_state_dir, pick_device, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def run(args) -> None:
     from ..distill.methods import DISTILLERS
     from ..distill.stage import distill_stage
     from ..models.pipeline import load_pipeline, save_pipeline
+    from ..models.sampler import set_precision
 
     try:
         entry = DISTILLERS[args.method]
@@ -46,7 +47,7 @@ def run(args) -> None:
     params = build_dataclass(entry.params, json.loads(args.params) if args.params else {}, f"distillation.{args.method}")
     set_threads(args.threads)
     device = pick_device(args.device)
-    exact_fp32(device)  # the PD target divides by sqrt(alphas_cumprod[t])
+    set_precision("fp32", device)  # exact: the PD target divides by sqrt(alphas_cumprod[t])
     features = None
     if entry.uses_features:
         if not args.feature_net:

@@ -58,7 +58,9 @@ def run(args) -> None:
     import torch
     from tqdm.auto import tqdm
 
-    from contextlib import nullcontext
+    from contextlib import ExitStack
+
+    from ..io import FileError
 
     from ..data.fmnist import to_uint8
     from ..models.sampler import compiled, ddim_timesteps, generate, set_precision, unet_fn
@@ -82,15 +84,13 @@ def run(args) -> None:
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
     t0 = time.time()
     chunks, reused = [], 0
-    if args.quantized:
-        from ..io import FileError
-        from ..quant.inference import check_timesteps
-
-        try:  # per-timestep parameters for every step this sampler visits (a compiled graph cannot check)
-            check_timesteps(pipe.unet, ddim_timesteps(pipe.num_train_timesteps, cfg.steps, cfg.skip))
-        except KeyError as e:
-            raise FileError(f"{args.quantized}: {e.args[0]}; sample it with the sampler it was calibrated for") from None
-    with frozen(pipe.unet, autocast) if args.quantized else nullcontext():
+    with ExitStack() as stack:
+        if args.quantized:
+            steps = ddim_timesteps(pipe.num_train_timesteps, cfg.steps, cfg.skip)
+            try:  # per-timestep parameters for every step this sampler visits (a compiled graph cannot check)
+                stack.enter_context(frozen(pipe.unet, autocast, steps))
+            except KeyError as e:
+                raise FileError(f"{args.quantized}: {e.args[0]}; sample it with the sampler it was calibrated for") from None
         for s in tqdm(range(args.start, args.end, args.batch_size), desc=f"sample {Path(args.out).name}", mininterval=5):
             idx = list(range(s, min(s + args.batch_size, args.end)))
             chunk_path = state / f"{idx[0]:08d}-{idx[-1] + 1:08d}.npz" if state else None

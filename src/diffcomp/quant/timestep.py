@@ -28,8 +28,7 @@ from .quantizer import Quantizer, UniformQuantizer, fake_quant, fake_quant_inpla
 
 def step_lut(timesteps: Sequence[int]) -> torch.Tensor:
     """A table from model timestep to sampling-step index (-1 where a timestep has none). A
-    timestep listed twice (the quad grid repeats its first entries) maps to its last step, as
-    ``TimestepQuantizer.index`` does."""
+    timestep listed twice (the quad grid repeats its first entries) maps to its last step."""
     ts = [int(t) for t in timesteps]
     if any(t < 0 for t in ts):
         raise ValueError(f"timesteps must be >= 0, got {ts}")
@@ -110,7 +109,6 @@ class TimestepQuantizer(Quantizer):
         self.steps = nn.ModuleList(make() for _ in timesteps)
         self.register_buffer("timesteps", torch.tensor(list(timesteps), dtype=torch.long))
         self.register_buffer("lut", step_lut(timesteps), persistent=False)
-        self._index = {int(t): i for i, t in enumerate(timesteps)}
         self.context = context
         self.gather = False  # set by quant.inference.frozen and by reconstruction
         self.tables: dict[str, torch.Tensor] = {}  # frozen parameter tables (quant.inference.frozen)
@@ -144,9 +142,11 @@ class TimestepQuantizer(Quantizer):
         return list(self.steps)
 
     def index(self, t: int) -> int:
-        if t not in self._index:
-            raise KeyError(f"timestep {t} has no quantization parameters (calibrated for {sorted(self._index)})")
-        return self._index[t]
+        i = int(self.lut[t]) if 0 <= t < self.lut.numel() else -1
+        if i < 0:
+            known = sorted(set(self.timesteps.tolist()))
+            raise KeyError(f"timestep {t} has no quantization parameters (calibrated for {known})")
+        return i
 
     def for_timestep(self, t: int) -> UniformQuantizer:
         return self.steps[self.index(t)]

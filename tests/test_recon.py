@@ -443,3 +443,37 @@ def test_the_graph_engine_learns_what_the_eager_loop_learns_on_the_gpu(tiny_unet
     assert torch.allclose(eager[0][:3], graph[0][:3], rtol=1e-3)  # the warm-up steps before capture
     # QDrop's masks come from a device generator: the curves agree in level, not step by step
     assert abs(float(eager[0][-20:].mean() / graph[0][-20:].mean()) - 1) < 0.2
+
+
+def test_merged_calibration_batches_keep_every_sample_its_timestep_and_order():
+    from diffcomp.quant.recon import merge_batches
+
+    xs = [torch.randn(n, 1, 4, 4) for n in (3, 3, 2, 4)]
+    batches = [(xs[0], torch.tensor(7)), (xs[1], torch.tensor([5, 5, 6])), (xs[2], torch.tensor([9])), (xs[3], torch.tensor(1))]
+    merged = merge_batches(batches, 8)
+    assert [b[0].shape[0] for b in merged] == [8, 4]  # at most 8 samples, consecutive batches only
+    assert torch.equal(torch.cat([b[0] for b in merged]), torch.cat(xs))
+    assert merged[0][1].tolist() == [7, 7, 7, 5, 5, 6, 9, 9]
+    assert merged[1] is batches[3]  # a batch joined with none is passed as it is
+    assert merge_batches(batches, 1) == batches
+    # a third element that is neither per-sample nor the same object: left as it is
+    odd = [(xs[0], torch.tensor(7), "a"), (xs[1], torch.tensor(7), "b")]
+    assert merge_batches(odd, 8) == odd
+
+
+def test_the_device_engines_capture_in_merged_batches_what_the_per_batch_capture_gives(tiny_unet):
+    """A unit's inputs and targets captured in one merged forward equal those of the calibration
+    batches one by one, per-timestep quantizers included (each sample keeps its step's grid)."""
+    from diffcomp.quant.recon import capture, merge_batches
+
+    act = QuantizerConfig(4, learnable=True, per_timestep=True)
+    model, batches, run = _lsq_setup(tiny_unet, act)
+    set_quant_state(model, True, True)
+    merged = merge_batches(batches, 512)
+    assert len(batches) == 2 and len(merged) == 1
+    (a1, k1), _, _ = capture(model, UNIT, batches, run, True, False)
+    (a2, k2), _, _ = capture(model, UNIT, merged, run, True, False, keep="cpu")
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a1, a2) if isinstance(x, torch.Tensor))
+    _, o1, _ = capture(model, UNIT, batches, run, False, True)
+    _, o2, _ = capture(model, UNIT, merged, run, False, True)
+    assert torch.allclose(o1, o2, atol=1e-5)

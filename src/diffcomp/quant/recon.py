@@ -188,24 +188,67 @@ def _mix(q, fp, p: float, gen: torch.Generator):
     return q
 
 
+def merge_batches(batches: Sequence[tuple], size: int) -> list[tuple]:
+    """Consecutive ``(x, t, ...)`` batches joined into batches of at most ``size`` samples (fewer
+    forward calls, the same samples in the same order). A scalar timestep is expanded to one per
+    sample; other tensors with the batch's leading size are concatenated; anything else must be
+    the same object in every batch joined. ``size`` <= 1, or batches that cannot be joined: the
+    batches as they are."""
+    if size <= 1 or len(batches) < 2:
+        return list(batches)
+
+    def join(group: list[tuple]) -> tuple | None:
+        if len(group) == 1:
+            return group[0]
+        if len({len(b) for b in group}) != 1:
+            return None
+        out = []
+        for i in range(len(group[0])):
+            parts = []
+            for b in group:
+                v, n = b[i], b[0].shape[0]
+                if isinstance(v, torch.Tensor) and i > 0 and v.numel() == 1:
+                    v = v.reshape(1).expand(n)
+                if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n:
+                    parts.append(v)
+                elif v is group[0][i]:
+                    parts.append(None)
+                else:
+                    return None
+            out.append(group[0][i] if parts[0] is None else torch.cat(parts))
+        return tuple(out)
+
+    merged, group, n = [], [], 0
+    for b in batches:
+        if group and n + b[0].shape[0] > size:
+            merged.append(group)
+            group, n = [], 0
+        group.append(b)
+        n += b[0].shape[0]
+    merged.append(group)
+    joined = [join(g) for g in merged]
+    return list(batches) if any(j is None for j in joined) else joined
+
+
 @torch.no_grad()
 def capture(model: nn.Module, unit: str, batches: Sequence[tuple], run: Callable, want_input: bool,
-            want_output: bool, layers: Sequence[str] = ()) -> tuple:
-    """Over all batches (on CPU): the unit's inputs ``(args, kwargs)`` and/or outputs, and the
-    outputs of its submodules ``layers`` (names relative to the unit); each forward stops right
-    after the unit."""
+            want_output: bool, layers: Sequence[str] = (), keep: torch.device | str | None = None) -> tuple:
+    """Over all batches: the unit's inputs ``(args, kwargs)`` and/or outputs, and the outputs of
+    its submodules ``layers`` (names relative to the unit); each forward stops right after the
+    unit. The captures are moved to the CPU, or kept on ``keep`` (a device) when given."""
     module = model.get_submodule(unit)
     ins, outs, inner = [], [], {k: [] for k in layers}
+    store = (lambda t: t.detach().cpu()) if keep is None else (lambda t: t.detach().to(keep))  # noqa: E731
 
     def hook(m, args, kwargs, out):
         if want_input:
-            ins.append(_map((args, kwargs), lambda t: t.cpu()))
+            ins.append(_map((args, kwargs), store))
         if want_output:
-            outs.append(out.detach().cpu())
+            outs.append(store(out))
         raise _Stop
 
     handles = [module.register_forward_hook(hook, with_kwargs=True)]
-    handles += [module.get_submodule(k).register_forward_hook(lambda m, a, o, k=k: inner[k].append(o.detach().cpu()))
+    handles += [module.get_submodule(k).register_forward_hook(lambda m, a, o, k=k: inner[k].append(store(o)))
                 for k in layers]
     try:
         for b in batches:
@@ -456,7 +499,7 @@ def _optimise_resident(unit: nn.Module, phase: Phase, groups: dict[str, list[nn.
 
 def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple], run: Callable, phase: Phase,
                 device, units: Sequence[str], engine: str = "auto",
-                curves: dict[str, list[float]] | None = None) -> dict[str, float]:
+                curves: dict[str, list[float]] | None = None, capture_batch: int = 512) -> dict[str, float]:
     """Run ``phase`` over ``units`` in order; returns each unit's last loss. Learned rounding is
     baked into the weights unit by unit (later units see the final rounding of earlier ones).
 
@@ -464,7 +507,8 @@ def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple]
     (the same step with the unit's data, index schedule, temperatures and learning rates on the
     device and no host synchronisation until the unit ends), ``graph`` (``resident`` captured once
     as a CUDA graph and replayed: CUDA only), ``auto`` (``graph`` on CUDA, else ``eager``).
-    ``curves``: filled with every unit's loss at every iteration."""
+    ``curves``: filled with every unit's loss at every iteration. ``capture_batch``: the batch size
+    of the forward passes that capture a unit's inputs and targets for the device engines."""
     if engine == "auto":
         engine = "graph" if str(device).startswith("cuda") else "eager"
     if engine not in ENGINES:
@@ -473,6 +517,10 @@ def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple]
         raise ValueError("the graph engine needs a CUDA device")
     losses = {}
     ts = _timesteps(batches)
+    # The device engines capture each unit's inputs in large batches and keep them on the device
+    # (the eager loop: the calibration batches as given, the captures on the CPU).
+    cal = batches if engine == "eager" else merge_batches(batches, capture_batch)
+    keep = None if engine == "eager" else torch.device(device)
     for k, u in enumerate(tqdm(units, desc=phase.name)):
         unit = qmodel.get_submodule(u)
         if not _has_work(unit, phase):
@@ -482,11 +530,11 @@ def reconstruct(qmodel: nn.Module, fp_model: nn.Module, batches: Sequence[tuple]
             layers = [n for n, m in quant_modules(unit) if n and m.allow_weights]
             layers = phase.loss.layer_names(layers) if hasattr(phase.loss, "layer_names") else layers
         if phase.inputs == "fp":
-            inputs, target, layer_target = capture(fp_model, u, batches, run, True, True, layers)
+            inputs, target, layer_target = capture(fp_model, u, cal, run, True, True, layers, keep)
             fp_inputs = None
         else:
-            inputs, _, _ = capture(qmodel, u, batches, run, True, False)
-            fp_inputs, target, layer_target = capture(fp_model, u, batches, run, phase.inputs == "qdrop", True, layers)
+            inputs, _, _ = capture(qmodel, u, cal, run, True, False, keep=keep)
+            fp_inputs, target, layer_target = capture(fp_model, u, cal, run, phase.inputs == "qdrop", True, layers, keep)
         groups = _learned(unit, phase)
         with torch.enable_grad():
             optimise = _optimise if engine == "eager" else _optimise_resident

@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--curve-iters", type=int, default=2000)
     ap.add_argument("--curve-units", default="down_blocks.0.resnets.0,down_blocks.1.attentions.0")
     ap.add_argument("--no-timing", action="store_true", help="only the loss curves")
+    ap.add_argument("--no-curves", action="store_true", help="only the timing")
     ap.add_argument("--out", default="recon_speed.json")
     args = ap.parse_args()
     dev = args.device
@@ -119,7 +120,7 @@ def main() -> None:
         print(f"projected paper budget: {a} {out['engines'][a]['projected_paper_min']:.1f} min, "
               f"{b} {out['engines'][b]['projected_paper_min']:.1f} min ({out['speedup']:.1f}x)")
     curve_units = [u for u in args.curve_units.split(",") if u in units] or units[:1]
-    for engine in args.engines.split(","):
+    for engine in [] if args.no_curves else args.engines.split(","):
         for name, phase, acts in (("weights", w_phase, False), ("acts", a_phase, True)):
             model = prepared(fp, batches, dev, acts)
             curves: dict = {}

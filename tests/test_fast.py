@@ -123,27 +123,34 @@ def test_per_timestep_quantizer_under_compile_uses_the_right_steps_parameters():
     assert len(graphs) == 1
 
 
-def test_every_quantizer_type_compiles_without_graph_breaks_or_recompiles_across_steps(every_kind):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_every_quantizer_type_compiles_without_graph_breaks_or_recompiles_across_steps(every_kind, device):
     """fullgraph=True fails on any graph break; no graph compiled after the first call means no
-    recompile for the other timesteps."""
+    recompile for the other timesteps. On CUDA too: the eager path's checks there call into the
+    CUDA runtime (is a graph being captured?), which a traced graph must never reach."""
     graphs = []
 
     def backend(gm, example_inputs):
         graphs.append(gm)
         return gm.forward
 
-    x = torch.randn(2, 1, 32, 32)
-    calls = [(x, torch.full((2,), t)) for t in STEPS + STEPS[::-1]]
-    with frozen(every_kind), torch.no_grad():
-        torch.compiler.reset()
-        cm = torch.compile(every_kind, backend=backend, fullgraph=True, dynamic=False)
-        outs = [cm(*calls[0]).sample]
-        n_first = len(graphs)
-        outs += [cm(*c).sample for c in calls[1:]]
-        eager = [every_kind(*c).sample for c in calls]
-    assert n_first >= 1 and len(graphs) == n_first
-    for a, b in zip(outs, eager):
-        assert torch.equal(a, b)
+    every_kind.to(device)
+    try:
+        x = torch.randn(2, 1, 32, 32, device=device)
+        calls = [(x, torch.full((2,), t, device=device)) for t in STEPS + STEPS[::-1]]
+        with frozen(every_kind), torch.no_grad():
+            torch.compiler.reset()
+            cm = torch.compile(every_kind, backend=backend, fullgraph=True, dynamic=False)
+            outs = [cm(*calls[0]).sample]
+            n_first = len(graphs)
+            outs += [cm(*c).sample for c in calls[1:]]
+            eager = [every_kind(*c).sample for c in calls]
+        assert n_first >= 1 and len(graphs) == n_first
+        for a, b in zip(outs, eager):
+            assert torch.equal(a, b)
+    finally:
+        every_kind.to("cpu")  # the fixture is shared by the module's other tests
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="inductor needs a C compiler")

@@ -46,8 +46,11 @@ def lookup_steps(lut: torch.Tensor, t: torch.Tensor, what: str) -> torch.Tensor:
     ``timesteps``; the reconstruction engines' calibration timesteps are the quantizers' own)."""
     t = t.to(lut.device).long().reshape(-1)
     idx = lut[t.clamp(0, lut.numel() - 1)]
-    capturing = lut.is_cuda and torch.cuda.is_current_stream_capturing()
-    if not (torch.compiler.is_compiling() or capturing):
+    # is_compiling first: a traced graph must not reach is_current_stream_capturing, which
+    # dynamo cannot trace (a graph break in every per-timestep quantizer on a CUDA model)
+    if torch.compiler.is_compiling():
+        return idx.clamp(min=0)
+    if not (lut.is_cuda and torch.cuda.is_current_stream_capturing()):
         bad = (t < 0) | (t >= lut.numel()) | (idx < 0)
         if bool(bad.any()):
             known = (lut >= 0).nonzero().flatten().tolist()

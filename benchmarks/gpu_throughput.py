@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--methods", default="all", help="comma-separated method names, or 'all'")
     ap.add_argument("--w4a4", action="store_true", help="also W4A4 for " + ", ".join(W4A4))
     ap.add_argument("--no-anchor", action="store_true", help="skip the plain loop (measured in an earlier run)")
+    ap.add_argument("--no-method-eager", action="store_true", help="skip the quantized models' fp32 eager paths")
     ap.add_argument("--out", default="gpu_throughput.json")
     args = ap.parse_args()
     mode = None if args.compile == "none" else args.compile
@@ -161,9 +162,10 @@ def main() -> None:
                 r = measure(ours(q, b, dev, "bf16", mode, alphas), args.steps, args.batches, dev, b)
             r["recipe_s"] = built
             record(f"{name} {bits.label} bf16 compiled", r)
-            with frozen(q):
-                record(f"{name} {bits.label} fp32 eager", measure(ours(q, b, dev, "fp32", None, alphas),
-                                                                   args.eager_steps, 1, dev, b))
+            if not args.no_method_eager:
+                with frozen(q):
+                    record(f"{name} {bits.label} fp32 eager", measure(ours(q, b, dev, "fp32", None, alphas),
+                                                                       args.eager_steps, 1, dev, b))
             del q
             if dev.startswith("cuda"):
                 torch.cuda.empty_cache()

@@ -405,7 +405,7 @@ def test_split_points_of_the_tiny_unet_by_hand_and_from_its_data(tiny_unet):
         assert any(s.shape == skip.shape and torch.equal(s, skip) for s in skips), name
 
 
-def _engine_run(tiny_unet, engine, device="cpu", act=None, **phase_kw):
+def _engine_run(tiny_unet, engine, device="cpu", act=None, capture_batch=512, **phase_kw):
     model, batches, run = _lsq_setup(tiny_unet, act)
     model.to(device)
     tiny = tiny_unet.to(device)
@@ -415,7 +415,7 @@ def _engine_run(tiny_unet, engine, device="cpu", act=None, **phase_kw):
                      "inputs": "qdrop", "qdrop_p": 0.5, "act_drop_p": 0.3, "loss": ReconLoss(2.0, layer_weight=0.8),
                      "rounding_reg": RoundingReg(0.01, warmup=0.2), **phase_kw})
     curves = {}
-    reconstruct(model, tiny, batches, run, phase, device, [UNIT], engine=engine, curves=curves)
+    reconstruct(model, tiny, batches, run, phase, device, [UNIT], engine=engine, curves=curves, capture_batch=capture_batch)
     tiny_unet.to("cpu")
     weight = model.get_submodule(UNIT + ".conv1").quantized_weight().detach().cpu()
     return torch.tensor(curves[UNIT]), [s.cpu() for s in _steps(model, UNIT)], weight
@@ -438,8 +438,10 @@ def test_the_resident_engine_learns_what_the_eager_loop_learns(tiny_unet, act):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_the_graph_engine_learns_what_the_eager_loop_learns_on_the_gpu(tiny_unet):
+    # capture_batch=1: the calibration batches as the eager loop captures them (merged batches
+    # pick other TF32 convolution kernels, so the captured data would differ in the last bits)
     eager = _engine_run(tiny_unet, "eager", "cuda", iters=60)
-    graph = _engine_run(tiny_unet, "graph", "cuda", iters=60)
+    graph = _engine_run(tiny_unet, "graph", "cuda", iters=60, capture_batch=1)
     assert torch.allclose(eager[0][:3], graph[0][:3], rtol=1e-3)  # the warm-up steps before capture
     # QDrop's masks come from a device generator: the curves agree in level, not step by step
     assert abs(float(eager[0][-20:].mean() / graph[0][-20:].mean()) - 1) < 0.2

@@ -175,7 +175,7 @@ class TimestepQuantizer(Quantizer):
         reads only the tables and the grid snapshot (a compiled graph never visits the steps'
         modules, which would cost tracing time in proportion to their number)."""
         idx = lookup_steps(self.lut, self._sample_t(x), "quantization parameters")
-        frozen = bool(self.tables)
+        frozen = self.tables_grid is not None  # not bool(dict): dynamo before 2.14 cannot trace it
         enabled, channels, axis, mixed, qmin, qmax = self.tables_grid if frozen else self._grid()
         if not enabled:
             return x

@@ -35,3 +35,23 @@ def test_a_killed_training_resumes_to_the_same_weights(tiny_arch, tmp_path):
     assert stats["resumed_from"] == 4
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_training_precision_is_part_of_the_recipe_and_checked(tiny_arch):
+    """bf16 runs the forward under autocast (the loss differs from fp32's from the first step on
+    the same data); an unknown precision or compile mode is one message naming the value."""
+    import pytest
+
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup=1, ema_decay=0.5, precision=precision)
+        _, stats = train_ddpm(build_unet(tiny_arch), build_scheduler(), _data(), cfg)
+        losses[precision] = stats["final_loss"]
+        assert stats["config"]["precision"] == precision
+    assert np.isfinite(losses["bf16"]) and losses["bf16"] != losses["fp32"]
+    assert abs(losses["bf16"] / losses["fp32"] - 1) < 0.05  # the same computation, rounded
+    with pytest.raises(ValueError, match="precision must be one of .*'fp16'"):
+        TrainConfig(precision="fp16")
+    with pytest.raises(ValueError, match="compile must be null or one of .*'fast'"):
+        TrainConfig(compile="fast")

@@ -22,14 +22,10 @@ def add_arguments(p) -> None:
     p.add_argument("--state-dir", default=None, help="resume state (kept across retries)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the forward (GPU)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop early after this long (recorded)")
 
 
 def run(args) -> None:
-    import torch
-
     from ..models.pipeline import save_pipeline
     from ..models.train import train_ddpm
     from ..models.unet import build_scheduler, build_unet
@@ -44,9 +40,7 @@ def run(args) -> None:
     state_dir = keyed_state_dir(args.state_dir, [arch.__dict__, cfg.__dict__, str(args.data)])
     t0 = time.time()
     ema, stats = train_ddpm(unet, scheduler, images, cfg, device=device, state_dir=state_dir,
-                            autocast_dtype=torch.bfloat16 if args.bf16 else None,
-                            max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-                            compile=args.compile)
+                            max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     with atomic_path(args.out, suffix="") as tmp:
         save_pipeline(ema, scheduler, tmp, provenance=provenance(
             what="DDPM UNet (EMA weights) trained on the dataset by `diffcomp train`",

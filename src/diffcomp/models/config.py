@@ -43,6 +43,18 @@ class TrainConfig:
     hflip: bool = True
     seed: int = 0
     checkpoint_every: int = 2000
+    # How the steps compute (not the recipe): ``precision`` fp32 (exact: TF32 off), tf32 or bf16
+    # (autocast; the loss, the weights, the optimiser and the EMA stay fp32); ``compile`` a
+    # torch.compile mode for the forward, or None. The defaults are the exact CPU path; on a GPU
+    # ``precision: bf16, compile: default``.
+    precision: str = "fp32"
+    compile: str | None = None
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be null or one of {list(COMPILE_MODES)}, got {self.compile!r}")
 
 
 @dataclass(frozen=True)

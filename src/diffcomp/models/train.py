@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .sampler import compiled, set_precision
 from ..io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
@@ -32,20 +33,20 @@ def train_ddpm(
     cfg: TrainConfig,
     device: str | torch.device = "cpu",
     state_dir: str | Path | None = None,
-    autocast_dtype: torch.dtype | None = None,
     max_seconds: float | None = None,
-    compile: bool = False,
     stop_at: int | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     """Train ``unet`` to predict the noise added by ``scheduler``; return (EMA model, stats).
 
     With ``state_dir``, a checkpoint is kept there every ``cfg.checkpoint_every`` steps and a
     restarted job resumes from it (same data order, so the result matches an uninterrupted run).
-    ``max_seconds`` stops early (the steps actually done are in the returned stats);
-    ``compile`` runs the forward through ``torch.compile`` (GPU: the small UNet is launch-bound).
+    ``max_seconds`` stops early (the steps actually done are in the returned stats). The
+    arithmetic is ``cfg.precision`` (bf16: the forward under autocast) and ``cfg.compile`` (the
+    forward through ``torch.compile``; on a GPU the small UNet is launch-bound).
     ``stop_at`` ends this call after that step, as a job killed there would (tests, budgets).
     """
     device = torch.device(device)
+    autocast_dtype = set_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     data = torch.from_numpy(images_u8).to(device).float().div(127.5).sub(1.0)
     unet = unet.to(device).train()
@@ -69,7 +70,7 @@ def train_ddpm(
             torch.cuda.set_rng_state(st["cuda_rng"], device)
         start = st["step"]
         log.info("resumed training from step %d (%s)", start, state_path)
-    fwd = torch.compile(unet) if compile else unet
+    fwd = compiled(unet, cfg.compile)
     t0 = time.time()
     losses = []
     done = start

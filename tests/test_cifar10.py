@@ -100,3 +100,26 @@ def test_dry_run_plans_the_whole_paper_dag(tmp_path):
     for v in cfg.variants():
         assert f"results/metrics/{v}.json" in out
     assert "results/samples/fp/shard-9.npz" in out and "results/samples/fp/shard-10.npz" not in out
+
+
+def test_paper_size_testbed_is_the_cifar10_architecture_trained_here_with_the_papers_protocol(tmp_path):
+    """config/fmnist-paperarch.yaml: Ho et al.'s CIFAR-10 UNet (35.7M parameters) with one input
+    channel, trained by the train rule in bf16 under torch.compile, then the papers' sampler,
+    calibration and iteration budgets."""
+    from test_workflow import make_copy, planned_jobs, snakemake
+
+    from diffcomp.models.unet import build_unet
+
+    cfg = load_config(REPO / "config" / "fmnist-paperarch.yaml", base_dir=REPO)
+    assert cfg.model.source == "train" and cfg.model.arch.channels == 1
+    assert sum(p.numel() for p in build_unet(cfg.model.arch).parameters()) == 35_741_697
+    assert (cfg.model.train.precision, cfg.model.train.compile) == ("bf16", "default")
+    assert (cfg.sampler.steps, cfg.sampler.skip, cfg.sampler.clip_x0) == (100, "quad", False)
+    q = cfg.method("qdiffusion").built
+    assert (q.calibration.params.steps, q.calibration.params.per_step, q.iters_w, q.iters_a) == (20, 256, 20000, 5000)
+    assert cfg.evaluation.n_samples == 5000 and (cfg.evaluation.precision, cfg.evaluation.compile) == ("bf16", "default")
+    wd = make_copy(tmp_path / "wf")
+    p = snakemake(wd, "-n", "-p", "--configfile=config/fmnist-paperarch.yaml", "results/table1.csv")
+    assert planned_jobs(p)["train"] == 1
+    out = p.stdout + p.stderr
+    assert '"precision": "bf16"' in out and '"compile": "default"' in out and '"steps": 30000' in out

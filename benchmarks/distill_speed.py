@@ -13,11 +13,13 @@ sharing the GPU; from the distill jobs' logs): ~13 it/s each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -36,6 +38,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--steps", type=int, default=4, help="the student's steps")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print the timed stage's top operators (torch.profiler)")
     args = ap.parse_args()
     set_precision("fp32", args.device)
     pipe = load_pipeline(ROOT / "resources/models/fmnist-ddpm")
@@ -48,11 +51,17 @@ def main() -> None:
         warm = dict(common, iters=2)
         distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, type(params)(**warm), features=f,
                       device=args.device, compile=args.compile)  # warm-up (and compilation)
-        t0 = time.time()
-        _, stats = distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, params, features=f,
-                                 device=args.device, compile=args.compile)
-        rates[name] = stats["iterations"] / (time.time() - t0)
+        cuda = args.device.startswith("cuda")
+        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        with torch.profiler.profile(activities=acts) if args.profile else contextlib.nullcontext() as prof:
+            t0 = time.time()
+            _, stats = distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, params, features=f,
+                                     device=args.device, compile=args.compile)
+            rates[name] = stats["iterations"] / (time.time() - t0)
         print(f"{name}: {rates[name]:.2f} it/s at batch {args.batch} on {args.device}", flush=True)
+        if prof is not None:
+            key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
     print(f"RDD / PD time per iteration: {rates['PD'] / rates['RDD']:.2f}x")
 
 

@@ -191,12 +191,9 @@ class EvaluationConfig:
     compile: str | None = None
 
     def __post_init__(self):
-        from .models.config import COMPILE_MODES, PRECISIONS
+        from .models.config import check_compute
 
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.compile is not None and self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be null or one of {list(COMPILE_MODES)}, got {self.compile!r}")
+        check_compute(self.precision, self.compile)
 
 
 @dataclass(frozen=True)

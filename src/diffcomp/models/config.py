@@ -9,6 +9,15 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
 
 
+def check_compute(precision: str, compile: str | None) -> None:
+    """A config's arithmetic: ``precision`` one of PRECISIONS, ``compile`` None or a torch.compile
+    mode of COMPILE_MODES (ValueError naming the value otherwise)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if compile is not None and compile not in COMPILE_MODES:
+        raise ValueError(f"compile must be null or one of {list(COMPILE_MODES)}, got {compile!r}")
+
+
 @dataclass(frozen=True)
 class UNetArch:
     """Architecture of the default UNet, trained by the ``train`` rule.
@@ -51,10 +60,7 @@ class TrainConfig:
     compile: str | None = None
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.compile is not None and self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be null or one of {list(COMPILE_MODES)}, got {self.compile!r}")
+        check_compute(self.precision, self.compile)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Distillation throughput of the default model: PD vs RDD iterations per second, CPU or CUDA.
 
-    python benchmarks/distill_speed.py [--device cuda] [--batch 128] [--iters 30] [--compile]
+    python benchmarks/distill_speed.py [--device cuda] [--batch 128] [--iters 30] [--precision tf32] [--compile default]
 
 Each iteration is two teacher forwards (the PD target), one student forward and backward, and
 for RDD the frozen feature network on both images plus the relational losses. Measured on 2 CPU
@@ -37,10 +37,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--steps", type=int, default=4, help="the student's steps")
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile", default=None, help="a torch.compile mode (default: eager)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     ap.add_argument("--profile", action="store_true", help="print the timed stage's top operators (torch.profiler)")
     args = ap.parse_args()
-    set_precision("fp32", args.device)
+    autocast = set_precision(args.precision, args.device)
     pipe = load_pipeline(ROOT / "resources/models/fmnist-ddpm")
     images = np.random.default_rng(0).integers(0, 256, (1024, 1, 32, 32), dtype=np.uint8)
     feats = load_features("fmnist-resnet", ROOT / "resources/models/fmnist-resnet")
@@ -50,13 +51,13 @@ def main() -> None:
     for name, method, params, f in [("PD", "pd", PDParams(**common), None), ("RDD", "rdd", RDDParams(**common), feats)]:
         warm = dict(common, iters=2)
         distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, type(params)(**warm), features=f,
-                      device=args.device, compile=args.compile)  # warm-up (and compilation)
+                      device=args.device, compile=args.compile, autocast=autocast)  # warm-up (and compilation)
         cuda = args.device.startswith("cuda")
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
         with torch.profiler.profile(activities=acts) if args.profile else contextlib.nullcontext() as prof:
             t0 = time.time()
             _, stats = distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, params, features=f,
-                                     device=args.device, compile=args.compile)
+                                     device=args.device, compile=args.compile, autocast=autocast)
             rates[name] = stats["iterations"] / (time.time() - t0)
         print(f"{name}: {rates[name]:.2f} it/s at batch {args.batch} on {args.device}", flush=True)
         if prof is not None:

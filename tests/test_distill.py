@@ -552,3 +552,18 @@ def test_quantize_refuses_a_model_that_does_not_predict_noise(tiny_pipeline_dir,
     with pytest.raises(SystemExit, match="noise-predicting"):
         main(["quantize", "--model", str(folder), "--trajectories", str(tmp_path / "none.safetensors"),
               "--method", "linear", "--bits", "w8a8", "--out", str(tmp_path / "q.safetensors"), "--device", "cpu"])
+
+
+def test_a_stage_under_bf16_autocast_trains_the_same_student_to_rounding(tiny_unet):
+    """``autocast``: the teacher's and the student's forwards in bf16, the loss in fp32; the first
+    loss equals fp32's to bf16 rounding, and the student is an fp32 model."""
+    from diffcomp.distill.stage import distill_stage
+
+    params = PDParams(iters=1, batch_size=4, lr=1e-3, low_step_factor=1, parameterization="v", match_noises=0,
+                      probe_per_step=0, refit_output=False)
+    losses = {}
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        student, stats = distill_stage(tiny_unet, _data(), AC, 2, "pd", params, autocast=dtype)
+        losses[name] = stats["final_losses"]["loss"]
+        assert all(p.dtype == torch.float32 for p in student.parameters())
+    assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)

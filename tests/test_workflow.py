@@ -126,6 +126,16 @@ def test_the_sample_jobs_compute_as_the_config_says(repo_copy):
     assert "--precision fp32 --out" in p.stdout + p.stderr
 
 
+def test_the_distill_jobs_compute_as_the_config_says(repo_copy):
+    """distillation.precision and distillation.compile reach every distill job's command."""
+    raw = yaml.safe_load((repo_copy / "config/fmnist-distill-gpu.yaml").read_text())
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=config/fmnist-distill-gpu.yaml", "results/distill/pd/steps8/provenance.json")
+    want = f"--precision {raw['distillation']['precision']} --compile {raw['distillation']['compile']} --out"
+    assert want in p.stdout + p.stderr
+    p = snakemake(repo_copy, "-n", "-p", "results/distill/pd/steps8/provenance.json")
+    assert "--no-clip-x0 --precision fp32 --out" in p.stdout + p.stderr or "--clip-x0 --precision fp32 --out" in p.stdout + p.stderr
+
+
 def test_the_gpu_distillation_config_plans_table3(repo_copy):
     """Ten stages (PD 8-4-2-1, RDD and RDD + PD loss 4-2-1), the 15 variants of table 3 (the FP
     teacher at 1-16 steps), and the table's caption input: every student's teacher."""

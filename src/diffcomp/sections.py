@@ -158,13 +158,26 @@ class DistillationConfig:
     """The distillation grid. Students and the FP teacher row of table 3 are sampled with DDIM
     (eta 0) on the ``trailing`` grid (PD's: the first step starts at T - 1, every stage halves
     the steps), x0 clipped to [-1, 1] as in RDD's ``ddim_eval.py``. ``feature_net``: RDD's frozen
-    network, never the metrics' one (the config check refuses the same weights)."""
+    network, never the metrics' one (the config check refuses the same weights).
+
+    How the distill jobs compute: ``precision`` ``fp32`` (exact: TF32 off; the default, because
+    the PD target of an epsilon teacher divides by sqrt(alphas_cumprod[t]), which multiplies the
+    teacher's error at the noisiest steps), ``tf32`` or ``bf16`` (the teacher and the student
+    under autocast; the targets, losses and optimiser in fp32), and ``compile`` a torch.compile
+    mode for the teacher and the student, or null."""
 
     steps: tuple[int, ...] = (8, 4, 2, 1)
     skip: str = "trailing"
     clip_x0: bool = True
     feature_net: DistillFeatureNet = field(default_factory=DistillFeatureNet)
     methods: tuple[DistillMethodConfig, ...] = ()
+    precision: str = "fp32"
+    compile: str | None = None
+
+    def __post_init__(self):
+        from .models.config import check_compute
+
+        check_compute(self.precision, self.compile)
 
     def sampler(self, steps: int) -> SamplerConfig:
         return SamplerConfig(name="ddim", steps=steps, eta=0.0, skip=self.skip, clip_x0=self.clip_x0)

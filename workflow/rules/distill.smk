@@ -27,8 +27,16 @@ rule distill:
         hparams=lambda w: shlex.quote(distill_of(w.name).params_json()),
         features=distill_features_args,
         clip="--clip-x0" if CFG.distillation.clip_x0 else "--no-clip-x0",
+        fast=(
+            f"--precision {CFG.distillation.precision}"
+            + (
+                f" --compile {CFG.distillation.compile}"
+                if CFG.distillation.compile
+                else ""
+            )
+        ),
         code=distill_code,
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli distill --teacher {params.teacher:q} --steps {wildcards.n} --method {params.method:q}'
-        " --params {params.hparams} --data {input.data:q} {params.features} {params.clip} --out {params.out:q}"
+        " --params {params.hparams} --data {input.data:q} {params.features} {params.clip} {params.fast} --out {params.out:q}"
         ' --state-dir {params.state:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'

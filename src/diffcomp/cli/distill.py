@@ -8,6 +8,7 @@ import logging
 import shutil
 import time
 
+from ..models.config import COMPILE_MODES, PRECISIONS
 from ..typedconfig import build_dataclass
 from ..io import atomic_path, load_npz
 from ..provenance import provenance
@@ -31,7 +32,9 @@ def add_arguments(p) -> None:
     p.add_argument("--state-dir", default=None, help="resume state (kept across retries)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--compile", action="store_true", help="torch.compile teacher and student (GPU)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 exact (TF32 off), tf32, or teacher and student under bf16 autocast")
+    p.add_argument("--compile", choices=COMPILE_MODES, default=None, help="torch.compile mode of teacher and student")
 
 
 def run(args) -> None:
@@ -47,7 +50,7 @@ def run(args) -> None:
     params = build_dataclass(entry.params, json.loads(args.params) if args.params else {}, f"distillation.{args.method}")
     set_threads(args.threads)
     device = pick_device(args.device)
-    set_precision("fp32", device)  # exact: the PD target divides by sqrt(alphas_cumprod[t])
+    autocast = set_precision(args.precision, device)
     features = None
     if entry.uses_features:
         if not args.feature_net:
@@ -57,10 +60,10 @@ def run(args) -> None:
     images = load_npz(args.data, {"images": "uint8"})["images"]
     state_dir = keyed_state_dir(args.state_dir, [args.method, params.__dict__, args.steps,
                                                  record(args.teacher, pipeline_kind(args.teacher)),
-                                                 str(args.data), args.feature_net, device])
+                                                 str(args.data), args.feature_net, device, args.precision, args.compile])
     t0 = time.time()
     student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, args.method, params,
-                                   features=features, device=device, state_dir=state_dir, compile=args.compile,
+                                   features=features, device=device, state_dir=state_dir, compile=args.compile, autocast=autocast,
                                    teacher_prediction=teacher.prediction_type, match_clip_x0=args.clip_x0)
     from ..models.parameterization import DIFFUSERS
 

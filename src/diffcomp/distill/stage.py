@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..io import load_torch, save_torch
 from ..models.parameterization import coefficients, kind_of, to_eps, to_x0
-from ..models.sampler import unet_fn
+from ..models.sampler import compiled, unet_fn
 from .diagnostics import gradient_split, probe_batch, teacher_match
 from .targets import pd_target, stage_times
 
@@ -38,9 +38,12 @@ def _means(entries: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     return {k: float(np.mean(torch.stack([e[k] for e in entries]).tolist())) for k in entries[0]}
 
 
-def _student_loss(fwd, kind: str, objective, z, t, x_target, a, s):
-    """The objective on the student's output for (z, t), whatever the student predicts."""
-    out = fwd(z, t).sample
+def _student_loss(fwd, kind: str, objective, z, t, x_target, a, s, autocast: torch.dtype | None = None):
+    """The objective on the student's output for (z, t), whatever the student predicts (its
+    forward under ``autocast`` if given, the loss in fp32)."""
+    with torch.autocast(device_type=z.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        out = fwd(z, t).sample
+    out = out.float()
     if kind == "eps":
         return objective(out, z, x_target, a, s)
     return objective(to_eps(out, z, a, s, kind), z, x_target, a, s, to_x0(out, z, a, s, kind))
@@ -65,7 +68,8 @@ def distill_stage(
     device: str | torch.device = "cpu",
     state_dir: str | Path | None = None,
     stop_at: int | None = None,
-    compile: bool = False,
+    compile: str | None = None,
+    autocast: torch.dtype | None = None,
     teacher_prediction: str = "epsilon",
     match_clip_x0: bool = True,
 ) -> tuple[nn.Module, dict]:
@@ -75,7 +79,9 @@ def distill_stage(
     ``method`` is a registered distillation method and ``params`` its parameters (``iters``,
     ``batch_size``, ``lr``, ...: PD's fields, which every method here extends); ``features`` is the
     frozen network its objective needs, if any. ``stop_at`` ends the
-    call after that iteration, as a job killed there would (tests). ``teacher_prediction``: what the
+    call after that iteration, as a job killed there would (tests). ``compile``: a torch.compile
+    mode for the teacher and the student (None: eager); ``autocast``: the dtype both run their
+    forward in (None: as they are). ``teacher_prediction``: what the
     teacher predicts (its scheduler's ``prediction_type``); the student predicts
     ``params.parameterization``. ``match_clip_x0``: whether the teacher-match samples clip x0 (as
     the distillation grid's sampler does). Returns (student, stats).
@@ -131,13 +137,13 @@ def distill_stage(
         log.info("resumed distillation from iteration %d (%s)", start, state_path)
     else:
         diagnostics = {"gradient": [], "teacher_match": {}}
-    teacher_fn = unet_fn(torch.compile(teacher) if compile else teacher, None, teacher_kind, ac)
-    student_fwd = torch.compile(student) if compile else student
+    teacher_fn = unet_fn(compiled(teacher, compile), autocast, teacher_kind, ac)
+    student_fwd = compiled(student, compile)
     probe = (probe_batch(data, ac, student_steps, params.probe_per_step, params.seed + 2)
              if params.probe_per_step else None)
 
     def loss_of(fwd, obj, z, t, x_target, a, s):
-        return _student_loss(fwd, kind, obj, z, t, x_target, a, s)
+        return _student_loss(fwd, kind, obj, z, t, x_target, a, s, autocast)
 
     def probe_gradient(it: int) -> None:
         if probe is None:
@@ -150,7 +156,7 @@ def distill_stage(
     def match(when: str) -> None:
         if not params.match_noises:
             return
-        m = teacher_match(unet_fn(student, None, kind, ac), teacher_fn, ac, student_steps, params.match_noises,
+        m = teacher_match(unet_fn(student, autocast, kind, ac), teacher_fn, ac, student_steps, params.match_noises,
                           params.seed, tuple(data.shape[1:]), match_clip_x0, device)
         diagnostics["teacher_match"][when] = m
         log.info("teacher-match error at the %s: %d-step student vs %d-step teacher, pixel MSE %.5g over %d noises",

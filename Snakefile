@@ -15,7 +15,7 @@ min_version("9.0")
 SRC = Path(workflow.current_basedir) / "src"
 sys.path.insert(0, str(SRC))
 
-from diffcomp.config import ConfigError, parse_config, read_yaml
+from diffcomp.config import ConfigError, parse_config, read_yaml, typed_cli_values
 from diffcomp.hashing import module_hash
 from diffcomp.variant import Variant, export_path, quant_state_path, student_dir
 
@@ -38,6 +38,14 @@ if not workflow.overwrite_configfiles:
 
     configfile: "config/default.yaml"
 
+
+# Values given inside a mapping on the command line (--config 'evaluation={seed: 100000}') reach
+# the config as strings; type them as a config file would (not when this workflow is a module:
+# the outer workflow's command line is not this config's).
+if Path(workflow.basedir).resolve() == Path(workflow.current_basedir).resolve():
+    from snakemake.utils import update_config
+
+    update_config(config, typed_cli_values(workflow.config_settings.config))
 
 try:
     CFG = parse_config(config, base_dir=workflow.basedir)

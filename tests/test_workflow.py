@@ -126,6 +126,19 @@ def test_the_sample_jobs_compute_as_the_config_says(repo_copy):
     assert "--precision fp32 --out" in p.stdout + p.stderr
 
 
+def test_values_inside_a_command_line_mapping_are_typed_as_in_a_config_file(repo_copy):
+    """Snakemake reads --config 'evaluation={seed: 100000, compile: null}' as strings; the
+    workflow types them (int, null) instead of refusing them."""
+    from diffcomp.config import typed_cli_values
+
+    assert typed_cli_values({"evaluation": {"seed": "100000", "compile": "null", "precision": "bf16"}, "name": "7"}) == \
+        {"evaluation": {"seed": 100000, "compile": None, "precision": "bf16"}, "name": "7"}
+    p = snakemake(repo_copy, "-n", "-p", "results/metrics/fp.json", "--config",
+                  "evaluation={seed: 100000, compile: null, precision: bf16}")
+    out = p.stdout + p.stderr
+    assert "--seed 100000 --batch-size 250 --precision bf16 --out" in out
+
+
 def test_the_distill_jobs_compute_as_the_config_says(repo_copy):
     """distillation.precision and distillation.compile reach every distill job's command."""
     raw = yaml.safe_load((repo_copy / "config/fmnist-distill-gpu.yaml").read_text())

@@ -182,6 +182,29 @@ def _instance(name: str, mraw: dict, registry, section: str) -> dict[str, Any]:
             "built": built}
 
 
+def typed_cli_values(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's ``--config key={a: 1, b: null}`` reads the mapping with YAML's base loader, so
+    every value inside it is a string ('1', 'null'). The same values typed as YAML reads them in a
+    config file (int, float, bool, null; other strings stay strings); top-level values, which
+    Snakemake already types, are left as they are."""
+    import yaml
+
+    def typed(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: typed(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [typed(x) for x in v]
+        if isinstance(v, str):
+            try:
+                y = yaml.safe_load(v)
+            except yaml.YAMLError:
+                return v
+            return y if y is None or isinstance(y, (bool, int, float)) else v
+        return v
+
+    return {k: typed(v) if isinstance(v, (Mapping, list, tuple)) else v for k, v in overrides.items()}
+
+
 def _parse_distillation(raw: Mapping[str, Any], registry) -> DistillationConfig:
     raw = dict(raw)
     methods_raw = raw.pop("methods", {}) or {}

@@ -22,6 +22,14 @@ def shq_json(obj):
     return shlex.quote(json.dumps(dataclasses.asdict(obj), sort_keys=True))
 
 
+def compute_args(section):
+    """A config section's ``precision`` and ``compile`` as a verb's ``--precision`` / ``--compile``
+    options (the sample and distill jobs)."""
+    return f"--precision {section.precision}" + (
+        f" --compile {section.compile}" if section.compile else ""
+    )
+
+
 def code(verb, *modules, skip=()):
     """The rerun trigger of a rule: a hash of the code its verb (and plug-ins) import."""
     return module_hash(f"diffcomp.cli.{verb}", *modules, skip=skip)

@@ -25,14 +25,7 @@ rule sample_shard:
         end=lambda w: shard_range(int(w.i))[1],
         seed=CFG.evaluation.seed,
         batch=CFG.evaluation.batch_size,
-        fast=(
-            f"--precision {CFG.evaluation.precision}"
-            + (
-                f" --compile {CFG.evaluation.compile}"
-                if CFG.evaluation.compile
-                else ""
-            )
-        ),
+        fast=compute_args(CFG.evaluation),
         quantized=lambda w, input: (
             f"--quantized {shlex.quote(input.quantized[0])}" if input.quantized else ""
         ),

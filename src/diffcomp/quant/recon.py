@@ -238,8 +238,8 @@ def capture(model: nn.Module, unit: str, batches: Sequence[tuple], run: Callable
     unit. The captures are moved to the CPU, or kept on ``keep`` (a device) when given."""
     module = model.get_submodule(unit)
     ins, outs, inner = [], [], {k: [] for k in layers}
-    # a copy either way: a module later in the forward may not overwrite what was captured in place
-    store = (lambda t: t.detach().cpu()) if keep is None else (lambda t: t.detach().to(keep, copy=True))  # noqa: E731
+    # a copy, so that no module later in the forward can overwrite a capture in place
+    store = lambda t: t.detach().to(keep or "cpu", copy=True)  # noqa: E731
 
     def hook(m, args, kwargs, out):
         if want_input:

@@ -1,7 +1,9 @@
 """A real single-node SLURM cluster on localhost for the tests (Debian's slurm-wlm and munge).
 
 munged, slurmctld and slurmd run in the foreground as children of the test, so they are stopped
-by pid. The config must be /etc/slurm/slurm.conf (the executor plugin's job step drops
+by pid. munged is the test's own, on a private socket named in slurm.conf's AuthInfo: a machine's
+/run/munge socket may be stale (left by a daemon that is gone), which a check for the socket file
+cannot tell from a live one. The config must be /etc/slurm/slurm.conf (the executor plugin's job step drops
 SLURM_CONF); an existing one is put back afterwards. Two fake GPUs are declared as gres with
 ``File=`` entries (character devices like /dev/null) so GPU requests are scheduled and honoured.
 """
@@ -13,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +23,6 @@ from pathlib import Path
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
 CONF = Path("/etc/slurm/slurm.conf")
 GRES = Path("/etc/slurm/gres.conf")
-MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 
 
 def unavailable_reason() -> str | None:
@@ -32,12 +34,13 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _conf(host: str, state: Path) -> str:
+def _conf(host: str, state: Path, munge_socket: Path) -> str:
     return f"""ClusterName=diffcomp-test
 SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=socket={munge_socket}
 CredType=cred/munge
 StateSaveLocation={state}/state
 SlurmdSpoolDir={state}/spool
@@ -73,12 +76,17 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextmanager
 def slurm_cluster(state: Path):
-    """Start munged (unless one answers already), slurmctld and slurmd; yield the partition name."""
+    """Start a private munged, slurmctld and slurmd; yield the partition name."""
     host = socket.gethostname().split(".")[0]
     for d in ("state", "spool", "log"):
         (state / d).mkdir(parents=True, exist_ok=True)
+    # A short directory: a unix socket's path is limited to 107 bytes, pytest's tmp paths are long.
+    munge_dir = Path(tempfile.mkdtemp(prefix="diffcomp-munge-"))
+    munge_dir.chmod(0o755)
+    munge_socket = munge_dir / "socket"
     backups = {}
-    for path, text in ((CONF, _conf(host, state)), (GRES, f"NodeName={host} Name=gpu File=/dev/diffcomp-fakegpu[0-1]\n")):
+    for path, text in ((CONF, _conf(host, state, munge_socket)),
+                       (GRES, f"NodeName={host} Name=gpu File=/dev/diffcomp-fakegpu[0-1]\n")):
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             backups[path] = path.read_text()
@@ -90,17 +98,17 @@ def slurm_cluster(state: Path):
     procs: list[subprocess.Popen] = []
     logs = []
     try:
-        if not MUNGE_SOCKET.exists():
-            MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
-            for d in ("/var/log/munge", "/var/lib/munge"):
-                Path(d).mkdir(parents=True, exist_ok=True)
-            if not Path("/etc/munge/munge.key").exists():
-                subprocess.run(["mungekey", "--create"], check=True)
-            log = open(state / "log" / "munged.log", "w")
-            logs.append(log)
-            procs.append(subprocess.Popen(["munged", "--foreground", "--force", "-S", str(MUNGE_SOCKET)],
-                                          stdout=log, stderr=subprocess.STDOUT))
-            _wait(lambda: MUNGE_SOCKET.exists(), "munged socket")
+        if not Path("/etc/munge/munge.key").exists():
+            subprocess.run(["mungekey", "--create"], check=True)
+        log = open(state / "log" / "munged.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            ["munged", "--foreground", "--force", "-S", str(munge_socket),
+             "--pid-file", str(munge_dir / "pid"), "--seed-file", str(munge_dir / "seed"),
+             "--log-file", str(state / "log" / "munged-file.log")],
+            stdout=log, stderr=subprocess.STDOUT))
+        _wait(lambda: subprocess.run(["munge", "-n", "-S", str(munge_socket)], capture_output=True).returncode == 0,
+              "munged to answer", dead=procs, logs=state / "log")
         for name in ("slurmctld", "slurmd"):
             log = open(state / "log" / f"{name}.log", "w")
             logs.append(log)
@@ -121,6 +129,7 @@ def slurm_cluster(state: Path):
                 path.unlink()
         for dev in devices:
             dev.unlink(missing_ok=True)
+        shutil.rmtree(munge_dir, ignore_errors=True)
 
 
 def _wait(cond, what: str, timeout: float = 60, dead=(), logs: Path | None = None) -> None:

@@ -23,6 +23,7 @@ if [ ! -f "$OUT/trajectories-$N.safetensors" ]; then
     --out "$OUT/trajectories-$N.safetensors" --device "$DEV"
 fi
 VARIANTS=${VARIANTS:-benchmarks/ablations/edadm_h200.json}
-/usr/bin/time -f "ablations.py: wall %e s, max RSS %M kB" $PY benchmarks/ablations.py "$VARIANTS" --out "$OUT" \
+TIMEFORMAT="ablations.py: wall %R s"  # bash time: /usr/bin/time is not on every machine
+time $PY benchmarks/ablations.py "$VARIANTS" --out "$OUT" \
   --trajectories "$OUT/trajectories-$N.safetensors" ${ABL_ARGS:-}
 tail -n 1 "$OUT/results.jsonl" | $PY -c 'import json, sys; r = json.loads(sys.stdin.read()); print("quantize_s", r["quantize_s"], {s: round(v["fid"], 2) for s, v in r["seeds"].items()})'

@@ -192,13 +192,14 @@ class EvaluationConfig:
     How the sample jobs compute: ``precision`` ``fp32`` (exact: TF32 off), ``tf32`` or ``bf16``
     (autocast; quantized weights are stored in bf16 once), ``compile`` a ``torch.compile`` mode
     (``default``, ``max-autotune``, ``max-autotune-no-cudagraphs``, ``reduce-overhead`` for CUDA
-    graphs) or null for eager, and ``batch_size`` images per batch. The GPU fast path is
+    graphs) or null for eager, and ``batch_size`` images per batch (null: by device, see
+    ``cli.sample.default_batch_size``; samples depend on it in the last bits). The GPU fast path is
     ``precision: bf16, compile: default``; images then differ from fp32's by bf16 rounding."""
 
     n_samples: int = 50_000
     shard_size: int = 1000
     seed: int = 0
-    batch_size: int = 250
+    batch_size: int | None = None
     reference: str = "test"
     precision: str = "fp32"
     compile: str | None = None

@@ -24,7 +24,11 @@ rule sample_shard:
         start=lambda w: shard_range(int(w.i))[0],
         end=lambda w: shard_range(int(w.i))[1],
         seed=CFG.evaluation.seed,
-        batch=CFG.evaluation.batch_size,
+        batch=(
+            f"--batch-size {CFG.evaluation.batch_size}"
+            if CFG.evaluation.batch_size
+            else ""
+        ),
         fast=compute_args(CFG.evaluation),
         quantized=lambda w, input: (
             f"--quantized {shlex.quote(input.quantized[0])}" if input.quantized else ""
@@ -32,7 +36,7 @@ rule sample_shard:
         code=sample_code,
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli sample --model {params.model:q} {params.quantized} --sampler {params.sampler}'
-        " --start {params.start} --end {params.end} --seed {params.seed} --batch-size {params.batch} {params.fast}"
+        " --start {params.start} --end {params.end} --seed {params.seed} {params.batch} {params.fast}"
         ' --out {output:q} --state-dir {params.state:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 

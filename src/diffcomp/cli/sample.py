@@ -23,6 +23,16 @@ from ._common import pick_device, section, set_threads
 log = logging.getLogger(__name__)
 
 
+# On a CPU a batch whose activations stay in cache is faster per image: the default model, one
+# thread, 7.5 ms per image and step at batch 32 against 11.4 at 250 (a W4A8 model; FP 8 vs 10).
+CPU_BATCH = 32
+GPU_BATCH = 250
+
+
+def default_batch_size(device: str) -> int:
+    return CPU_BATCH if str(device) == "cpu" else GPU_BATCH
+
+
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="FP diffusers folder")
     p.add_argument("--quantized", default=None, help="quantized model (quantize's output); FP if absent")
@@ -30,7 +40,8 @@ def add_arguments(p) -> None:
     p.add_argument("--start", type=int, required=True)
     p.add_argument("--end", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per batch (default: {CPU_BATCH} on a CPU, {GPU_BATCH} on a GPU)")
     p.add_argument("--out", required=True, help="shard .npz")
     p.add_argument("--state-dir", default=None, help="keeps finished batches across retries")
     p.add_argument("--device", default="auto")
@@ -70,6 +81,10 @@ def run(args) -> None:
         raise SystemExit(f"bad shard range [{args.start}, {args.end})")
     set_threads(args.threads)
     device = pick_device(args.device)
+    if args.batch_size is None:
+        args.batch_size = default_batch_size(device)
+    elif args.batch_size < 1:
+        raise SystemExit(f"--batch-size must be at least 1, got {args.batch_size}")
     autocast = set_precision(args.precision, device)
     cfg = section(SamplerConfig, args.sampler, "sampler")
     state = Path(args.state_dir) / _state_key(args, cfg, device) if args.state_dir else None
@@ -110,5 +125,5 @@ def run(args) -> None:
     if state is not None:
         shutil.rmtree(state, ignore_errors=True)
     dt = time.time() - t0
-    log.info("%d images (%d reused from an interrupted run) in %.1f s (%s%s)", len(images), reused, dt,
-             args.precision, f", compiled {args.compile}" if args.compile else "")
+    log.info("%d images (%d reused from an interrupted run) in %.1f s (in batches of %d, %s%s)", len(images), reused,
+             dt, args.batch_size, args.precision, f", compiled {args.compile}" if args.compile else "")

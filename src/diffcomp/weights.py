@@ -2,7 +2,8 @@
 
 Every model the workflow uses is a folder whose ``provenance.json`` records the sha256 of its
 weights: a diffusion pipeline (shipped, trained, distilled, downloaded and converted; key
-``sha256_unet``) or the feature classifier (key ``sha256``). ``verify`` checks the weights
+``sha256_unet``, and ``sha256_vae`` for the autoencoder of a latent model in ``vae/``) or the
+feature classifier (key ``sha256``). ``verify`` checks the weights
 against that record before anything is loaded, and the rules depend on ``files(folder)`` (the
 weight file, its config, the record) rather than on the folder, so a changed file reruns what
 depends on it. The Snakefile, the config checks and the loaders share these definitions.
@@ -37,6 +38,8 @@ PIPELINE = Kind("diffusion model", f"unet/{UNET_WEIGHTS}", ("unet/config.json", 
 # A single-model hub layout (google/ddpm-cifar10-32): the UNet and the scheduler config at the root.
 FLAT_PIPELINE = Kind("diffusion model", UNET_WEIGHTS, ("config.json", "scheduler_config.json"), "sha256_unet")
 CLASSIFIER = Kind("feature network", CLASSIFIER_WEIGHTS, (), "sha256")
+# A latent model's autoencoder (VQ or KL), beside the UNet of a PIPELINE folder.
+AUTOENCODER = Kind("autoencoder", f"vae/{UNET_WEIGHTS}", ("vae/config.json",), "sha256_vae")
 
 
 def pipeline_kind(folder: str | Path) -> Kind:
@@ -50,8 +53,16 @@ def files(folder: str | Path, kind: Kind) -> list[str]:
     return [str(Path(folder) / f) for f in (kind.weights, *kind.configs, PROVENANCE)]
 
 
+def has_autoencoder(folder: str | Path) -> bool:
+    return (Path(folder) / "vae").is_dir()
+
+
 def pipeline_files(folder: str | Path) -> list[str]:
-    return files(folder, pipeline_kind(folder))
+    """A diffusion model folder's files: the UNet's, and a latent model's autoencoder's (one record)."""
+    out = files(folder, pipeline_kind(folder))
+    if has_autoencoder(folder):
+        out[-1:-1] = [str(Path(folder) / f) for f in (AUTOENCODER.weights, *AUTOENCODER.configs)]
+    return out
 
 
 def classifier_files(folder: str | Path) -> list[str]:
@@ -86,6 +97,9 @@ def verify(folder: str | Path, kind: Kind) -> Path:
 
 
 def verify_pipeline(folder: str | Path) -> Path:
+    """Check the UNet's weights (and a latent model's autoencoder's); returns the UNet's file."""
+    if has_autoencoder(folder):
+        verify(folder, AUTOENCODER)
     return verify(folder, pipeline_kind(folder))
 
 

@@ -1,18 +1,22 @@
-"""Capture FP sampler trajectories: the UNet input (x_t, t) at every sampling step."""
+"""Capture FP sampler trajectories: the UNet input (x_t, t) at every sampling step (and each
+trajectory's class label for a class-conditional model)."""
 
 from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
 
-from ..models.sampler import ModelFn, ddim_sample, initial_noise
+from ..models.conditioning import labels_for
+from ..models.sampler import ddim_sample, initial_noise
 from ..models.config import SamplerConfig
 from .trajectories import Trajectories
 
 
 @torch.no_grad()
-def capture(model_fn: ModelFn, n: int, shape: tuple[int, ...], alphas_cumprod: torch.Tensor, cfg: SamplerConfig,
-            seed: int, batch_size: int, device: str | torch.device = "cpu") -> Trajectories:
+def capture(model_fn, n: int, shape: tuple[int, ...], alphas_cumprod: torch.Tensor, cfg: SamplerConfig,
+            seed: int, batch_size: int, device: str | torch.device = "cpu", classes: int | None = None) -> Trajectories:
+    """``model_fn(x, t)`` predicts eps; with ``classes`` (a class-conditional model) it is
+    ``model_fn(x, t, labels)`` and trajectory i has label ``i mod classes``, as in sampling."""
     xs_steps: list[list[torch.Tensor]] = []
     ts: list[int] = []
     for start in tqdm(range(0, n, batch_size), desc="trajectories", mininterval=5):
@@ -25,7 +29,15 @@ def capture(model_fn: ModelFn, n: int, shape: tuple[int, ...], alphas_cumprod: t
             if start == 0:
                 ts.append(int(t[0]))
 
-        ddim_sample(model_fn, x_T.to(device), alphas_cumprod, cfg, generators=gens, record=record)
+        fn = model_fn
+        if classes is not None:
+            labels = labels_for(idx, classes).to(device)
+
+            def fn(x, t, labels=labels):
+                return model_fn(x, t, labels)
+
+        ddim_sample(fn, x_T.to(device), alphas_cumprod, cfg, generators=gens, record=record)
         xs_steps.append(per_step)
     xs = torch.stack([torch.cat([b[s] for b in xs_steps]) for s in range(len(ts))])
-    return Trajectories(xs=xs, ts=torch.tensor(ts, dtype=torch.long))
+    return Trajectories(xs=xs, ts=torch.tensor(ts, dtype=torch.long),
+                        labels=labels_for(range(n), classes) if classes is not None else None)

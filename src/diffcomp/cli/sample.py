@@ -75,6 +75,7 @@ def run(args) -> None:
 
     from ..data.fmnist import to_uint8
     from ..models.sampler import compiled, ddim_timesteps, generate, set_precision, unet_fn
+    from ..models.conditioning import guided, labels_for, num_classes
     from ..models.pipeline import load_pipeline
 
     if not 0 <= args.start < args.end:
@@ -96,7 +97,11 @@ def run(args) -> None:
         pipe.unet = load_quantized(pipe.unet, args.quantized)
     pipe.unet.to(device).eval()
     fn = unet_fn(compiled(pipe.unet, args.compile), autocast, pipe.prediction_type, pipe.alphas_cumprod)
-    shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
+    classes = num_classes(pipe.unet)
+    if classes is not None:  # label i mod K for image i; guidance through the null class K
+        fn = guided(fn, cfg.guidance, null_label=classes)
+    decode = pipe.decode if pipe.vae is not None else None
+    shape = pipe.sample_shape
     t0 = time.time()
     chunks, reused = [], 0
     with ExitStack() as stack:
@@ -116,7 +121,9 @@ def run(args) -> None:
             # A compiled UNet keeps one batch shape: a short last batch is padded with images of
             # the next indices (each image depends only on its own seed) and those are dropped.
             run_idx = idx + list(range(idx[-1] + 1, s + args.batch_size)) if args.compile else idx
-            images = to_uint8(generate(fn, run_idx, shape, pipe.alphas_cumprod, cfg, args.seed, device)[: len(idx)])
+            labels = labels_for(run_idx, classes) if classes is not None else None
+            images = to_uint8(generate(fn, run_idx, shape, pipe.alphas_cumprod, cfg, args.seed, device, labels=labels,
+                                       decode=decode)[: len(idx)])
             if chunk_path is not None:
                 save_npz(chunk_path, images=images)
             chunks.append(images)

@@ -23,6 +23,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from ..calib.capture import capture
+    from ..models.conditioning import guided, num_classes
     from ..models.pipeline import load_pipeline
     from ..models.sampler import unet_fn
 
@@ -31,9 +32,12 @@ def run(args) -> None:
     sampler = section(SamplerConfig, args.sampler, "sampler")
     cfg = section(CaptureConfig, args.cfg, "calibration")
     pipe = load_pipeline(args.model, device=device)
-    c = pipe.unet.config
     fn = unet_fn(pipe.unet, None, pipe.prediction_type, pipe.alphas_cumprod)
-    traj = capture(fn, cfg.n_trajectories, (c.in_channels, c.sample_size, c.sample_size), pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size, device)
+    classes = num_classes(pipe.unet)
+    if classes is not None:  # the trajectories of guided sampling, as the sample jobs run it
+        fn = guided(fn, sampler.guidance, null_label=classes)
+    traj = capture(fn, cfg.n_trajectories, pipe.sample_shape, pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size,
+                   device, classes=classes)
     traj.meta = {"sampler": dataclasses.asdict(sampler), "capture": dataclasses.asdict(cfg)}
     traj.save(args.out)
     log.info("trajectories %s at timesteps %s", tuple(traj.xs.shape), traj.ts.tolist())

@@ -65,10 +65,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """DDIM. Defaults are Q-Diffusion's CIFAR-10 protocol: 100 steps, eta 0, quad skip."""
+    """DDIM. Defaults are Q-Diffusion's CIFAR-10 protocol: 100 steps, eta 0, quad skip.
+    ``guidance``: the classifier-free guidance scale of a class-conditional model (1: the
+    conditional model alone; unconditional models ignore it)."""
 
     name: str = "ddim"
     steps: int = 100
     eta: float = 0.0
     skip: str = "quad"
     clip_x0: bool = False
+    guidance: float = 1.0

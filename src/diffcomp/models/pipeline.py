@@ -1,4 +1,5 @@
-"""Load and save diffusion pipelines as diffusers folders (``unet/`` + ``scheduler/``).
+"""Load and save diffusion pipelines as diffusers folders (``unet/`` + ``scheduler/``, and for a
+latent model ``vae/``: an ``AutoencoderKL`` or ``VQModel`` that only the final decode uses).
 
 The same loader serves the shipped default, a model trained by the ``train`` verb and a hub
 snapshot (``from_pretrained`` / ``snapshot_download`` into resources/), so the hub path is
@@ -16,21 +17,40 @@ import torch
 
 from ..io import damaged, missing
 from ..provenance import sha256_file
-from ..weights import PIPELINE, PROVENANCE, verify_pipeline
+from ..weights import AUTOENCODER, PIPELINE, PROVENANCE, has_autoencoder, verify_pipeline
+
+AUTOENCODERS = ("AutoencoderKL", "VQModel")
 
 
 @dataclass
 class Pipeline:
-    """A UNet and the noise schedule it was trained with."""
+    """A UNet and the noise schedule it was trained with; for a latent model also the autoencoder
+    whose latent space the UNet denoises (the UNet is what gets quantized or distilled)."""
 
     unet: torch.nn.Module
     alphas_cumprod: torch.Tensor  # (T,), float64
     prediction_type: str = "epsilon"
     scheduler: Any = None  # the diffusers scheduler it was loaded with (to save a derived model)
+    vae: torch.nn.Module | None = None
 
     @property
     def num_train_timesteps(self) -> int:
         return int(self.alphas_cumprod.shape[0])
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """The shape of what the sampler denoises: the UNet's input (latents for a latent model)."""
+        c = self.unet.config
+        size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
+        return (c.in_channels, size, size)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents to images in about [-1, 1]: divided by the autoencoder's ``scaling_factor`` (the
+        factor its latents were scaled by for training), then decoded (a VQ model quantizes first)."""
+        if self.vae is None:
+            raise ValueError("this pipeline has no autoencoder: its samples are images already")
+        z = z.to(next(self.vae.parameters()).dtype)
+        return self.vae.decode(z / self.vae.config.scaling_factor).sample
 
 
 def _subfolder(root: Path, name: str) -> str | None:
@@ -63,23 +83,53 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
         raise damaged(sched_cfg, f"prediction_type {scheduler.config.prediction_type!r} is unknown",
                       f"set it to one of {sorted(FROM_DIFFUSERS)}")
     unet.eval().requires_grad_(False).to(device)
+    vae = _load_autoencoder(root, verify) if has_autoencoder(root) else None
+    if vae is not None:
+        vae.eval().requires_grad_(False).to(device)
+        if vae.config.latent_channels != unet.config.in_channels:
+            raise damaged(root / AUTOENCODER.configs[0], f"latent_channels {vae.config.latent_channels} differs from the "
+                          f"UNet's in_channels {unet.config.in_channels}")
     return Pipeline(
         unet=unet,
         alphas_cumprod=scheduler.alphas_cumprod.to(torch.float64),
         prediction_type=scheduler.config.prediction_type,
         scheduler=scheduler,
+        vae=vae,
     )
 
 
-def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = None) -> None:
-    """Write ``model_index.json``, ``unet/``, ``scheduler/`` (a ``DDPMPipeline`` folder) and
-    ``provenance.json``: ``provenance`` plus the sha256 of the UNet's weights (``sha256_unet``),
-    which every later load checks."""
+def _load_autoencoder(root: Path, verify: bool) -> torch.nn.Module:
+    import diffusers
+
+    from ..io import read_json_object
+
+    cfg = root / AUTOENCODER.configs[0]
+    if not cfg.is_file():
+        raise missing(cfg, "a latent model's vae/ folder holds the autoencoder's config.json")
+    name = read_json_object(cfg, ("_class_name",), f"set _class_name to one of {', '.join(AUTOENCODERS)}").get("_class_name")
+    if name not in AUTOENCODERS:
+        raise damaged(cfg, f"_class_name {name!r} is not an autoencoder this workflow decodes through",
+                      f"expected one of {', '.join(AUTOENCODERS)}")
+    return getattr(diffusers, name).from_pretrained(root, subfolder="vae", use_safetensors=True if verify else None)
+
+
+def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = None, vae=None) -> None:
+    """Write ``model_index.json``, ``unet/``, ``scheduler/`` (a ``DDPMPipeline`` folder), for a
+    latent model ``vae/``, and ``provenance.json``: ``provenance`` plus the sha256 of the UNet's
+    weights (``sha256_unet``) and the autoencoder's (``sha256_vae``), which every later load checks."""
     from diffusers import DDPMPipeline
 
     path = Path(path)
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path, safe_serialization=True)
     rec = {**(provenance or {}), PIPELINE.key: sha256_file(path / PIPELINE.weights)}
+    if vae is not None:
+        if type(vae).__name__ not in AUTOENCODERS:
+            raise TypeError(f"the autoencoder must be one of {', '.join(AUTOENCODERS)}, got {type(vae).__name__}")
+        vae.save_pretrained(path / "vae", safe_serialization=True)
+        index = json.loads((path / "model_index.json").read_text())
+        index["vae"] = ["diffusers", type(vae).__name__]
+        (path / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        rec[AUTOENCODER.key] = sha256_file(path / AUTOENCODER.weights)
     (path / PROVENANCE).write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -107,4 +157,4 @@ def convert_snapshot(snapshot: str | Path, path: str | Path, provenance: dict) -
     pipe = load_pipeline(snap, verify=False)  # fails here, not three rules later, if it is no UNet pipeline
     sources = {str(f.relative_to(snap)): sha256_file(f) for f in sorted(snap.rglob("*"))
                if f.is_file() and ".cache" not in f.parts}
-    save_pipeline(pipe.unet, pipe.scheduler, path, provenance={**provenance, "source_sha256": sources})
+    save_pipeline(pipe.unet, pipe.scheduler, path, provenance={**provenance, "source_sha256": sources}, vae=pipe.vae)

@@ -104,8 +104,9 @@ def ddim_sample(
 
 
 def unet_fn(unet: torch.nn.Module, autocast_dtype: torch.dtype | None = None, prediction_type: str = "epsilon",
-            alphas_cumprod: torch.Tensor | None = None) -> ModelFn:
-    """Wrap a diffusers UNet2DModel as ``(x, t) -> eps``; optionally under autocast (bf16 on GPU).
+            alphas_cumprod: torch.Tensor | None = None):
+    """Wrap a diffusers UNet as ``(x, t[, labels]) -> eps``; optionally under autocast (bf16 on GPU).
+    ``labels`` (class-conditional UNets, ``models.conditioning``) is the UNet's third argument.
     A model that predicts x or v (``prediction_type``, diffusers' names or eps/x/v) has its output
     converted to eps, which needs the schedule ``alphas_cumprod``."""
     from .parameterization import coefficients, kind_of, to_eps
@@ -114,19 +115,20 @@ def unet_fn(unet: torch.nn.Module, autocast_dtype: torch.dtype | None = None, pr
     if kind != "eps" and alphas_cumprod is None:
         raise ValueError(f"a {prediction_type} model needs alphas_cumprod to give eps")
 
-    def raw(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def raw(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        args = (x, t) if labels is None else (x, t, labels)
         if autocast_dtype is not None:
             with torch.autocast(device_type=x.device.type, dtype=autocast_dtype):
-                return unet(x, t).sample.float()
-        return unet(x, t).sample
+                return unet(*args).sample.float()
+        return unet(*args).sample
 
     if kind == "eps":
         return raw
 
-    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def fn(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         tt = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
         a, s = coefficients(alphas_cumprod.to(x.device), tt)
-        return to_eps(raw(x, t), x, a, s, kind)
+        return to_eps(raw(x, t, labels), x, a, s, kind)
 
     return fn
 
@@ -155,15 +157,31 @@ def compiled(unet: torch.nn.Module, mode: str | None) -> torch.nn.Module:
 
 
 def generate(
-    model_fn: ModelFn,
+    model_fn,
     indices: Sequence[int],
     shape: tuple[int, ...],
     alphas_cumprod: torch.Tensor,
     cfg: SamplerConfig,
     base_seed: int,
     device: str | torch.device = "cpu",
+    labels: torch.Tensor | None = None,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Images for ``indices`` (float in [-1, 1], on CPU)."""
+    """Images for ``indices`` (float in [-1, 1], on CPU). ``labels`` (one per index) are passed to
+    ``model_fn(x, t, labels)``; ``decode`` maps the final latents to images (a latent model's
+    autoencoder), before the clamp."""
     x_T, gens = initial_noise(indices, shape, base_seed)
-    x = ddim_sample(model_fn, x_T.to(device), alphas_cumprod, cfg, generators=gens)
+    fn = model_fn
+    if labels is not None:
+        if labels.shape != (len(indices),):
+            raise ValueError(f"labels must hold one label per index, got shape {tuple(labels.shape)} for {len(indices)}")
+        bound = labels.to(device)
+
+        def fn(x, t):
+            return model_fn(x, t, bound)
+
+    x = ddim_sample(fn, x_T.to(device), alphas_cumprod, cfg, generators=gens)
+    if decode is not None:
+        with torch.no_grad():
+            x = decode(x)
     return x.float().clamp(-1, 1).cpu()

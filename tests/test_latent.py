@@ -1,0 +1,180 @@
+"""Latent, class-conditional models: the autoencoder in the model folder, class labels, classifier-free
+guidance, sampling through the decoder and calibration trajectories with their labels, on a tiny
+random LDM (an autoencoder and a class-conditional UNet written with ``save_pretrained``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+CLASSES = 10
+
+
+def _randomise(module: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial weights everywhere (diffusers zero-initialises some output convs)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    return module.eval()
+
+
+def tiny_autoencoder(kind: str = "kl"):
+    from diffusers import AutoencoderKL, VQModel
+
+    common = dict(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                  latent_channels=3, norm_num_groups=4, sample_size=32)
+    torch.manual_seed(1)
+    if kind == "kl":
+        return _randomise(AutoencoderKL(**common, scaling_factor=0.5))
+    return _randomise(VQModel(**common, num_vq_embeddings=16, vq_embed_dim=3, scaling_factor=1.0))
+
+
+def tiny_class_unet():
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(2)
+    return _randomise(UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(16, 32),
+                                  layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                                  up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8,
+                                  attention_head_dim=8, num_class_embeds=CLASSES + 1))
+
+
+@pytest.fixture(scope="module", params=["kl", "vq"])
+def tiny_ldm_dir(request, tmp_path_factory):
+    from diffcomp.models.pipeline import save_pipeline
+    from diffcomp.models.unet import build_scheduler
+
+    path = tmp_path_factory.mktemp("ldm") / f"tiny-ldm-{request.param}"
+    save_pipeline(tiny_class_unet(), build_scheduler(), path, provenance={"what": "test"},
+                  vae=tiny_autoencoder(request.param))
+    return path
+
+
+def _verb(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    p = subprocess.run([sys.executable, "-m", "diffcomp.cli", *args], env=env, capture_output=True, text=True)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_a_latent_model_folder_round_trips_with_its_autoencoder_checked(tiny_ldm_dir, tmp_path):
+    from diffcomp.io import FileError
+    from diffcomp.models.conditioning import num_classes
+    from diffcomp.models.pipeline import load_pipeline
+    from diffcomp.weights import pipeline_files
+
+    pipe = load_pipeline(tiny_ldm_dir)
+    assert type(pipe.vae).__name__ in ("AutoencoderKL", "VQModel")
+    assert pipe.sample_shape == (3, 16, 16) and num_classes(pipe.unet) == CLASSES
+    assert json.loads((tiny_ldm_dir / "model_index.json").read_text())["vae"][1] == type(pipe.vae).__name__
+    assert {"vae/diffusion_pytorch_model.safetensors", "vae/config.json"} <= {
+        str(Path(f).relative_to(tiny_ldm_dir)) for f in pipeline_files(tiny_ldm_dir)}
+    z = torch.randn(2, 3, 16, 16)
+    img = pipe.decode(z)
+    assert img.shape == (2, 1, 32, 32)
+    # the decode divides by the autoencoder's scaling factor first
+    assert torch.allclose(img, pipe.vae.decode(z / pipe.vae.config.scaling_factor).sample)
+    # a replaced autoencoder is refused by name, before anything is loaded
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_ldm_dir, bad)
+    w = bad / "vae/diffusion_pytorch_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(FileError, match=str(w)):
+        load_pipeline(bad)
+    # an autoencoder of an unknown class is one clear message naming its config
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_ldm_dir, odd)
+    cfg = odd / "vae/config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "_class_name": "UNet2DModel"}))
+    with pytest.raises(FileError, match="_class_name 'UNet2DModel' is not an autoencoder"):
+        load_pipeline(odd)
+
+
+def test_labels_are_balanced_and_depend_on_the_index_alone():
+    from diffcomp.models.conditioning import labels_for
+
+    lab = labels_for(range(1000), CLASSES)
+    assert torch.equal(torch.bincount(lab), torch.full((CLASSES,), 100))
+    assert torch.equal(labels_for(range(37, 55), CLASSES), lab[37:55])
+    with pytest.raises(ValueError, match="classes must be at least 1"):
+        labels_for([0], 0)
+
+
+def test_classifier_free_guidance_combines_the_conditional_and_null_predictions():
+    from diffcomp.models.conditioning import guided, num_classes
+    from diffcomp.models.sampler import unet_fn
+
+    unet = tiny_class_unet()
+    fn = unet_fn(unet)
+    x, t = torch.randn(3, 3, 16, 16), torch.tensor([900, 900, 900])
+    labels = torch.tensor([0, 4, 9])
+    with torch.no_grad():
+        cond, null = fn(x, t, labels), fn(x, t, torch.full((3,), CLASSES))
+        assert not torch.allclose(cond, null)  # the labels reach the UNet
+        for scale in (0.0, 3.0):
+            out = guided(fn, scale, null_label=CLASSES)(x, t, labels)
+            assert torch.allclose(out, null + scale * (cond - null), atol=1e-5)
+        assert guided(fn, 1.0, CLASSES) is fn  # scale 1: the conditional model, one forward
+    assert num_classes(unet) == CLASSES and num_classes(torch.nn.Linear(1, 1)) is None
+
+
+def test_sampling_a_latent_model_decodes_guided_latents_into_images(tiny_ldm_dir, tmp_path):
+    """The sample verb on a latent class-conditional model: images of the autoencoder's size, the
+    same image for the same index whatever the batch, and guidance changes them."""
+    from diffcomp.models.conditioning import guided, labels_for
+    from diffcomp.models.config import SamplerConfig
+    from diffcomp.models.pipeline import load_pipeline
+    from diffcomp.models.sampler import generate, unet_fn
+
+    sampler = {"steps": 3, "skip": "uniform", "guidance": 2.0}
+    common = ["sample", "--model", str(tiny_ldm_dir), "--sampler", json.dumps(sampler), "--device", "cpu",
+              "--threads", "1"]
+    _verb(*common, "--start", "0", "--end", "6", "--batch-size", "4", "--out", str(tmp_path / "a.npz"))
+    _verb(*common, "--start", "3", "--end", "6", "--batch-size", "2", "--out", str(tmp_path / "b.npz"))
+    a, b = np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "b.npz")["images"]
+    assert a.shape == (6, 1, 32, 32) and a.dtype == np.uint8
+    assert np.abs(a[3:].astype(int) - b.astype(int)).max() <= 1  # float rounding across batch sizes at most
+    # the verb's images are the library's: DDIM on the latents with guidance, then the decoder
+    pipe = load_pipeline(tiny_ldm_dir)
+    fn = guided(unet_fn(pipe.unet), 2.0, CLASSES)
+    ref = generate(fn, range(6), pipe.sample_shape, pipe.alphas_cumprod, SamplerConfig(**sampler), 0, "cpu",
+                   labels=labels_for(range(6), CLASSES), decode=pipe.decode)
+    from diffcomp.data.fmnist import to_uint8
+
+    assert np.abs(to_uint8(ref).astype(int) - a.astype(int)).max() <= 1
+    _verb(*common[:4], json.dumps({**sampler, "guidance": 1.0}), *common[5:], "--start", "0", "--end", "6",
+          "--batch-size", "4", "--out", str(tmp_path / "c.npz"))
+    assert not np.array_equal(np.load(tmp_path / "c.npz")["images"], a)
+
+
+def test_calibration_trajectories_of_a_conditional_model_keep_their_labels(tiny_ldm_dir, tmp_path):
+    from diffcomp.calib.trajectories import Trajectories
+
+    out = tmp_path / "traj.safetensors"
+    _verb("trajectories", "--model", str(tiny_ldm_dir), "--sampler", json.dumps({"steps": 3, "skip": "uniform",
+                                                                                 "guidance": 2.0}),
+          "--cfg", json.dumps({"n_trajectories": 12, "batch_size": 5, "seed": 0}), "--out", str(out), "--device", "cpu")
+    traj = Trajectories.load(out)
+    assert traj.xs.shape == (3, 12, 3, 16, 16)
+    assert torch.equal(traj.labels, torch.arange(12) % CLASSES)
+    assert traj.meta["sampler"]["guidance"] == 2.0
+    with pytest.raises(ValueError, match="labels must be int64"):
+        Trajectories(xs=traj.xs, ts=traj.ts, labels=torch.zeros(11, dtype=torch.long))
+    # quantizing from them is refused in one line naming the file, not calibrated without labels
+    p = _verb("quantize", "--model", str(tiny_ldm_dir), "--trajectories", str(out), "--method", "linear", "--bits",
+              "w8a8", "--params", "{}", "--out", str(tmp_path / "q.safetensors"), "--device", "cpu", check=False)
+    assert p.returncode != 0 and f"{out}: these trajectories are of a class-conditional model" in p.stderr

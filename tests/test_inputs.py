@@ -267,3 +267,21 @@ def test_a_missing_input_names_the_file():
         read_json("/nonexistent/metrics.json")
     with pytest.raises(FileError, match="^/nonexistent/shard-0.npz is missing"):
         load_npz("/nonexistent/shard-0.npz", {"images": "uint8"})
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_written_outputs_get_the_umasks_mode(tmp_path, umask, mode):
+    """safetensors creates its files readable by the owner alone; outputs written through
+    io.atomic_path get the mode the umask gives (a project's group can read the results)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, torch; os.umask(%d)\n"
+            "from diffcomp.calib.trajectories import Trajectories\n"
+            "Trajectories(xs=torch.zeros(1, 2, 1, 4, 4), ts=torch.zeros(1, dtype=torch.long)).save(%r)\n"
+            "from diffcomp.io import write_json; write_json(%r, {})") % (umask, str(tmp_path / "t.safetensors"),
+                                                                        str(tmp_path / "m.json"))
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    for f in ("t.safetensors", "m.json"):
+        assert (tmp_path / f).stat().st_mode & 0o777 == mode, f

@@ -39,12 +39,25 @@ def missing(path: str | os.PathLike, remedy: str = "rerun the workflow to rebuil
     return FileError(f"{path} is missing: {remedy}")
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux's /proc; elsewhere the usual 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
 
     Works for files and for directories (the block creates whatever it likes at the yielded path).
-    An interrupted job leaves no half-written output under the final name.
+    An interrupted job leaves no half-written output under the final name. A file gets the mode
+    the process's umask gives new files (some writers, safetensors' among them, create theirs
+    readable by the owner alone, which hides results from a project's group).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +68,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp_path, path)

@@ -48,7 +48,8 @@ def qd_custom(v, fp, traj, bits):
     run = lambda m, b: m(*b).sample
     spec = spec_for(fp, bits, p)
     model = quantize_model(fp, spec).to(qdev)
-    xs, ts = p.calibration.select(traj, seed=p.seed)
+    cal = p.calibration.select(traj, seed=p.seed)
+    xs, ts = cal.xs, cal.ts  # the default model is unconditional
     bs = p.batch_size
     batches = [(xs[i:i + bs].to(qdev), ts[i:i + bs].to(qdev)) for i in range(0, len(xs), bs)]
     units = execution_order(model, find_units(model), lambda m: run(m, batches[0]))

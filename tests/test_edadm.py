@@ -84,16 +84,17 @@ def traj():
 
 def test_selector_takes_each_input_from_its_own_trajectory(tiny_unet, traj):
     cal = Calibration.from_config({"selector": "density_diversity", "n": 10, "r": 0.3, "batch_size": 4}, "c")
-    xs, ts = cal.select(traj, seed=3, model=tiny_unet)
-    assert xs.shape == (10, 1, 32, 32) and ts.shape == (10,)
+    picked = cal.select(traj, seed=3, model=tiny_unet)
+    xs, ts = picked.xs, picked.ts
+    assert picked.labels is None and xs.shape == (10, 1, 32, 32) and ts.shape == (10,)
     steps = [int((traj.ts == t).nonzero()) for t in ts]
     for k in range(10):
         assert torch.equal(xs[k], traj.xs[steps[k], k])  # trajectory k at its assigned step
     again, other = cal.select(traj, seed=3, model=tiny_unet), cal.select(traj, seed=4, model=tiny_unet)
-    assert torch.equal(again[0], xs) and torch.equal(again[1], ts)
-    assert sorted(other[1].tolist()) == sorted(ts.tolist())  # the seed permutes; the counts stay
+    assert torch.equal(again.xs, xs) and torch.equal(again.ts, ts)
+    assert sorted(other.ts.tolist()) == sorted(ts.tolist())  # the seed permutes; the counts stay
     even = Calibration.from_config({"selector": "density_diversity", "n": 10, "weights": "even"}, "c")
-    assert sorted(torch.bincount(torch.tensor([int((traj.ts == t).nonzero()) for t in even.select(traj, model=tiny_unet)[1]])).tolist()) \
+    assert sorted(torch.bincount(torch.tensor([int((traj.ts == t).nonzero()) for t in even.select(traj, model=tiny_unet).ts])).tolist()) \
         == [2, 2, 3, 3]
     with pytest.raises(ValueError, match="needs the FP model"):
         cal.select(traj)

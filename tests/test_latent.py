@@ -174,7 +174,58 @@ def test_calibration_trajectories_of_a_conditional_model_keep_their_labels(tiny_
     assert traj.meta["sampler"]["guidance"] == 2.0
     with pytest.raises(ValueError, match="labels must be int64"):
         Trajectories(xs=traj.xs, ts=traj.ts, labels=torch.zeros(11, dtype=torch.long))
-    # quantizing from them is refused in one line naming the file, not calibrated without labels
-    p = _verb("quantize", "--model", str(tiny_ldm_dir), "--trajectories", str(out), "--method", "linear", "--bits",
-              "w8a8", "--params", "{}", "--out", str(tmp_path / "q.safetensors"), "--device", "cpu", check=False)
+    # a method whose recipe would drop the labels refuses them in one line naming the file
+    p = _verb("quantize", "--model", str(tiny_ldm_dir), "--trajectories", str(out), "--method", "efficientdm",
+              "--bits", "w4a8", "--params", "{}", "--out", str(tmp_path / "q.safetensors"), "--device", "cpu",
+              check=False)
     assert p.returncode != 0 and f"{out}: these trajectories are of a class-conditional model" in p.stderr
+
+
+def test_calibration_inputs_carry_their_labels_and_the_null_twin_under_guidance():
+    from diffcomp.calib.selectors import Calibration
+    from diffcomp.calib.trajectories import Trajectories
+
+    S, N = 4, 6
+    xs = torch.arange(S * N, dtype=torch.float32).reshape(S, N, 1, 1, 1).expand(S, N, 1, 2, 2).clone()
+    meta = {"sampler": {"guidance": 1.0}, "null_label": CLASSES}
+    traj = Trajectories(xs=xs, ts=torch.tensor([750, 500, 250, 0]), meta=meta, labels=torch.arange(N) % 4 + 1)
+    cal = Calibration.from_config({"selector": "uniform", "steps": 2, "per_step": 3}, "c")
+    plain = cal.select(traj, seed=5)
+    # every input's label is its trajectory's: the input's value names (step, trajectory)
+    k = plain.xs[:, 0, 0, 0].long()
+    assert torch.equal(plain.labels, traj.labels[k % N]) and torch.equal(plain.ts, traj.ts[k // N])
+    assert all(len(b) == 3 for b in plain.batches(4))
+    guided = cal.select(Trajectories(xs=xs, ts=traj.ts, labels=traj.labels, meta={**meta, "sampler": {"guidance": 3.0}}),
+                        seed=5)
+    assert len(guided) == 2 * len(plain)
+    assert torch.equal(guided.xs[0::2], plain.xs) and torch.equal(guided.xs[1::2], plain.xs)
+    assert torch.equal(guided.labels[0::2], plain.labels) and (guided.labels[1::2] == CLASSES).all()
+    unlabelled = cal.select(Trajectories(xs=xs, ts=traj.ts), seed=5)
+    assert unlabelled.labels is None and torch.equal(unlabelled.xs, plain.xs)
+    with pytest.raises(ValueError, match="null label"):
+        cal.select(Trajectories(xs=xs, ts=traj.ts, labels=traj.labels, meta={"sampler": {"guidance": 3.0}}))
+
+
+@pytest.mark.parametrize("method, params", [
+    ("linear", {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "batch_size": 8}),
+    ("qdiffusion", {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "iters_w": 2, "iters_a": 2,
+                    "batch_size": 8, "a_init_samples": 8}),
+])
+def test_a_guided_latent_model_is_quantized_and_sampled(tiny_ldm_dir, tmp_path, method, params):
+    """Calibration of a class-conditional model through the verbs: trajectories of guided sampling,
+    a PTQ method on inputs with their labels and null twins, then guided sampling of the quantized
+    UNet decoded through the FP autoencoder."""
+    sampler = json.dumps({"steps": 3, "skip": "uniform", "guidance": 2.0})
+    traj = tmp_path / "traj.safetensors"
+    _verb("trajectories", "--model", str(tiny_ldm_dir), "--sampler", sampler,
+          "--cfg", json.dumps({"n_trajectories": 8, "batch_size": 8, "seed": 0}), "--out", str(traj), "--device", "cpu")
+    q = tmp_path / "q.safetensors"
+    _verb("quantize", "--model", str(tiny_ldm_dir), "--trajectories", str(traj), "--method", method, "--bits", "w4a8",
+          "--params", json.dumps(params), "--out", str(q), "--device", "cpu", "--threads", "1")
+    common = ["sample", "--model", str(tiny_ldm_dir), "--sampler", sampler, "--start", "0", "--end", "4",
+              "--device", "cpu", "--threads", "1"]
+    _verb(*common, "--quantized", str(q), "--out", str(tmp_path / "q.npz"))
+    _verb(*common, "--out", str(tmp_path / "fp.npz"))
+    qi, fi = np.load(tmp_path / "q.npz")["images"], np.load(tmp_path / "fp.npz")["images"]
+    assert qi.shape == fi.shape == (4, 1, 32, 32)
+    assert not np.array_equal(qi, fi)  # the quantized UNet is what sampled

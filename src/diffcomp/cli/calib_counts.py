@@ -41,7 +41,7 @@ def run(args) -> None:
             cal = Calibration.from_config(entry["calibration"], "calibration")
         except ConfigError as e:
             raise SystemExit(str(e))
-        _, ts = cal.select(traj, seed=0, model=unet)
+        ts = cal.select(traj, seed=0, model=unet).ts
         counts = [int((ts == t).sum()) for t in traj.ts]
         params = ", ".join(f"{k} {v}" for k, v in entry["calibration"].items()
                            if k not in ("selector", "batch_size", "feature"))

@@ -37,6 +37,9 @@ def run(args) -> None:
     device = pick_device(args.device)
     spec, _, meta, _ = read_quantized(args.quantized)
     traj = Trajectories.load(args.trajectories)
+    if traj.labels is not None:  # its forwards below pass (x_t, t) alone
+        raise SystemExit(f"{args.trajectories}: trajectories of a class-conditional model; this verb handles unconditional "
+                         "models only so far")
     pipe = load_pipeline(args.model, device="cpu")
     fp = pipe.unet.to(device).eval()
     model = load_quantized(pipe.unet, args.quantized).to(device).eval()

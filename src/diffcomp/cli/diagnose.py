@@ -38,6 +38,9 @@ def run(args) -> None:
     a = load_npz(args.samples, {"images": "uint8", "indices": None})
     b = load_npz(args.fp_samples, {"images": "uint8", "indices": None})
     traj = Trajectories.load(args.heldout)
+    if traj.labels is not None:  # its forwards below pass (x_t, t) alone
+        raise SystemExit(f"{args.heldout}: trajectories of a class-conditional model; this verb handles unconditional "
+                         "models only so far")
     pipe = load_pipeline(args.model, device="cpu")
     fp = pipe.unet.to(device).eval()
     q = load_quantized(pipe.unet, args.quantized).to(device).eval()

@@ -47,9 +47,9 @@ def run(args) -> None:
         raise SystemExit(f"{args.model}: quantization needs a noise-predicting model (prediction_type "
                          f"'epsilon'), this one predicts {pipe.prediction_type!r}")
     traj = Trajectories.load(args.trajectories)
-    if traj.labels is not None:  # the selectors and recipes pass (x_t, t) batches without labels so far
-        raise SystemExit(f"{args.trajectories}: these trajectories are of a class-conditional model; calibrating "
-                         "one (inputs with their labels and the null label) is not supported yet")
+    if traj.labels is not None and not entry.conditional:
+        raise SystemExit(f"{args.trajectories}: these trajectories are of a class-conditional model; method "
+                         f"{args.method!r} calibrates unconditional models only (its inputs would lose their labels)")
     t0 = time.time()
     extra = {}
     if "state_dir" in inspect.signature(entry.recipe).parameters:  # a training method: resumable

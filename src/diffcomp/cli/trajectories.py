@@ -39,5 +39,7 @@ def run(args) -> None:
     traj = capture(fn, cfg.n_trajectories, pipe.sample_shape, pipe.alphas_cumprod, sampler, cfg.seed, cfg.batch_size,
                    device, classes=classes)
     traj.meta = {"sampler": dataclasses.asdict(sampler), "capture": dataclasses.asdict(cfg)}
+    if classes is not None:
+        traj.meta["null_label"] = classes
     traj.save(args.out)
     log.info("trajectories %s at timesteps %s", tuple(traj.xs.shape), traj.ts.tolist())

@@ -7,7 +7,9 @@ use; importing this package (or a method module) does not import torch, so the S
 validates method names and parameters before any job runs. A recipe is
 ``recipe(unet, trajectories, bits, params, device) -> (quantized unet, QuantSpec[, info])`` (``info``:
 what the recipe measured, recorded in the model's provenance); the method's
-code hash (its rerun trigger) covers its own module and the core it imports.
+code hash (its rerun trigger) covers its own module and the core it imports. ``conditional``: the
+recipe calibrates class-conditional models too (its calibration batches carry the labels,
+``calib.selectors.CalibSet``); the quantize verb refuses labelled trajectories for the others.
 """
 
 from __future__ import annotations
@@ -26,16 +28,17 @@ class QuantMethod:
     recipe: Callable[..., Any]
     module: str
     contract: Mapping[str, Any] = field(default_factory=dict)  # parameters of the fast contract test
+    conditional: bool = False  # calibrates class-conditional models (labelled trajectories)
 
 
 METHODS: Registry[QuantMethod] = Registry("quantization method", __name__)
 
 
-def quant_method(name: str, *, label: str, params: type, contract: Mapping[str, Any]):
+def quant_method(name: str, *, label: str, params: type, contract: Mapping[str, Any], conditional: bool = False):
     """Register the decorated recipe as quantization method ``name``."""
 
     def deco(fn):
-        METHODS.add(QuantMethod(name, label, params, fn, fn.__module__, dict(contract)))
+        METHODS.add(QuantMethod(name, label, params, fn, fn.__module__, dict(contract), conditional))
         return fn
 
     return deco

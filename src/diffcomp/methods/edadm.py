@@ -124,7 +124,7 @@ def phase(p: EDADMParams, bits):
 
 @quant_method("edadm", label="EDA-DM", params=EDADMParams,
               contract={"calibration": {"selector": "density_diversity", "n": 8, "r": 0.3, "batch_size": 8},
-                        "iters": 3, "batch_size": 8, "a_init_samples": 8, "a_init": "max"})
+                        "iters": 3, "batch_size": 8, "a_init_samples": 8, "a_init": "max"}, conditional=True)
 def recipe(unet, traj, bits, params: EDADMParams, device: str = "cpu"):
     import torch
 
@@ -137,11 +137,11 @@ def recipe(unet, traj, bits, params: EDADMParams, device: str = "cpu"):
         return m(*b).sample
 
     fp = unet.to(device).eval()
-    xs, ts = params.calibration.select(traj, seed=params.seed, model=fp)
-    counts = {int(t): int((ts == t).sum()) for t in traj.ts}
+    cal = params.calibration.select(traj, seed=params.seed, model=fp)
+    counts = {int(t): int((cal.ts == t).sum()) for t in traj.ts}
     log.info("calibration inputs per timestep: %s", counts)
     bs = params.batch_size
-    batches = [(xs[i : i + bs].to(device), ts[i : i + bs].to(device)) for i in range(0, len(xs), bs)]
+    batches = cal.batches(bs, device)
     spec = spec_for(fp, bits, params)
     model = quantize_model(fp, spec).to(device)
     units = execution_order(model, find_units(model), lambda m: run(m, batches[0]))
@@ -149,8 +149,8 @@ def recipe(unet, traj, bits, params: EDADMParams, device: str = "cpu"):
     # ranges: weights from the weights, then activations on the quantized network
     init_weights(model, _INIT[params.w_init])
     set_quant_state(model, weights=True, acts=True)
-    pick = torch.randperm(len(xs), generator=torch.Generator().manual_seed(params.seed))[: params.a_init_samples]
-    init_activations(model, [(xs[pick].to(device), ts[pick].to(device))], run, _INIT[params.a_init], sequential=True)
+    pick = torch.randperm(len(cal), generator=torch.Generator().manual_seed(params.seed))[: params.a_init_samples]
+    init_activations(model, cal.subset(pick).batches(len(pick), device), run, _INIT[params.a_init], sequential=True)
 
     # FBR: rounding and activation steps of each unit jointly, weights and activations quantized
     losses = reconstruct(model, fp, batches, run, phase(params, bits), device, units)

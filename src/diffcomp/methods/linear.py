@@ -33,16 +33,15 @@ def spec_for(bits):
 
 
 @quant_method("linear", label="Linear Quant", params=LinearParams,
-              contract={"calibration": {"selector": "uniform", "steps": 2, "per_step": 8}, "batch_size": 8})
+              contract={"calibration": {"selector": "uniform", "steps": 2, "per_step": 8}, "batch_size": 8},
+              conditional=True)
 def recipe(unet, traj, bits, params: LinearParams, device: str = "cpu"):
     from ..quant.calibrate import init_activations, init_weights
     from ..quant.wrap import quantize_model
 
     spec = spec_for(bits)
     model = quantize_model(unet, spec).to(device)
-    xs, ts = params.calibration.select(traj, model=unet)
-    batches = [(xs[i : i + params.batch_size].to(device), ts[i : i + params.batch_size].to(device))
-               for i in range(0, len(xs), params.batch_size)]
+    batches = params.calibration.select(traj, model=unet).batches(params.batch_size, device)
     init_weights(model, "minmax")
     init_activations(model, batches, lambda m, b: m(*b).sample, "minmax")
     return model.eval(), spec

@@ -159,7 +159,7 @@ def phases(p: QDiffusionParams):
 
 @quant_method("qdiffusion", label="Q-Diffusion", params=QDiffusionParams,
               contract={"calibration": {"selector": "uniform", "steps": 2, "per_step": 8}, "iters_w": 3, "iters_a": 3,
-                        "batch_size": 8, "a_init_samples": 8})
+                        "batch_size": 8, "a_init_samples": 8}, conditional=True)
 def recipe(unet, traj, bits, params: QDiffusionParams, device: str = "cpu"):
     import torch
 
@@ -172,9 +172,9 @@ def recipe(unet, traj, bits, params: QDiffusionParams, device: str = "cpu"):
         return m(*b).sample
 
     fp = unet.to(device).eval()
-    xs, ts = params.calibration.select(traj, seed=params.seed, model=fp)
+    cal = params.calibration.select(traj, seed=params.seed, model=fp)
     bs = params.batch_size
-    batches = [(xs[i : i + bs].to(device), ts[i : i + bs].to(device)) for i in range(0, len(xs), bs)]
+    batches = cal.batches(bs, device)
     info = {}
     if params.split and params.split_check:
         import dataclasses
@@ -200,11 +200,9 @@ def recipe(unet, traj, bits, params: QDiffusionParams, device: str = "cpu"):
     # 2. activations: range init on a subset, then LSQ step sizes unit by unit
     set_quant_state(model, weights=True, acts=True)
     gen = torch.Generator().manual_seed(params.seed)
-    pick = torch.randperm(len(xs), generator=gen)[: params.a_init_samples]
-    if params.a_init_quantized and not params.running_stat:  # one forward of all the init inputs
-        init_batches = [(xs[pick].to(device), ts[pick].to(device))]
-    else:
-        init_batches = [(xs[pick[i : i + bs]].to(device), ts[pick[i : i + bs]].to(device)) for i in range(0, len(pick), bs)]
+    pick = torch.randperm(len(cal), generator=gen)[: params.a_init_samples]
+    one = params.a_init_quantized and not params.running_stat  # one forward of all the init inputs
+    init_batches = cal.subset(pick).batches(len(pick) if one else bs, device)
     mode = "running" if params.running_stat else _INIT[params.a_init]
     init_activations(model, batches if params.running_stat else init_batches, run, mode,
                      sequential=params.a_init_quantized and not params.running_stat)

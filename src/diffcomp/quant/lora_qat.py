@@ -94,10 +94,16 @@ def is_special(name: str, p: LoRAQATParams) -> bool:
     return any(re.search(s, name) for s in p.special)
 
 
+def _unconditional(traj) -> None:
+    if traj.labels is not None:  # the QAT batches below are (x_t, t) alone
+        raise ValueError("LoRA QAT calibrates unconditional models only: these trajectories carry class labels")
+
+
 def step_batches(traj, n: int, device):
     """One batch per sampling step: the first ``n`` FP trajectories' inputs at that step."""
     import torch
 
+    _unconditional(traj)
     n = min(n, traj.xs.shape[1])
     return [(traj.xs[s, :n].to(device), torch.full((n,), int(traj.ts[s]), dtype=torch.long, device=device))
             for s in range(traj.xs.shape[0])]
@@ -107,6 +113,7 @@ def spread_batch(traj, n: int, device):
     """``n`` trajectory inputs spread over the sampling steps (step i mod S of trajectory i div S)."""
     import torch
 
+    _unconditional(traj)
     S, N = traj.xs.shape[:2]
     n = min(n, S * N)
     steps = [i % S for i in range(n)]
@@ -205,6 +212,7 @@ def param_groups(model, p: LoRAQATParams):
 
 def train(model, fp, traj, p: LoRAQATParams, device, terms=(), state_dir=None, stop_at=None) -> dict:
     """LoRA, then QAT along the FP trajectories; LoRA is merged into the weights at the end."""
+    _unconditional(traj)
     from .module import quant_modules
     from .qat import QATSchedule, train_qat
 

@@ -54,9 +54,11 @@ def concat_splits(unet: nn.Module) -> dict[str, int]:
     try:
         cfg = unet.config
         p = next(unet.parameters())
+        zero = torch.zeros(1, device=p.device, dtype=torch.long)  # timestep 0 (and class 0 if conditional)
+        cond = (zero,) if getattr(cfg, "num_class_embeds", None) else ()
         with torch.no_grad():
             unet(torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=p.device, dtype=p.dtype),
-                 torch.zeros(1, device=p.device, dtype=torch.long))
+                 zero, *cond)
     finally:
         for h in handles:
             h.remove()

@@ -132,7 +132,8 @@ def step_features(model, traj, params: DensityDiversityParams):
                 got.clear()
                 for i in range(0, params.n, params.batch_size):
                     x = traj.xs[s, i : i + params.batch_size].to(device)
-                    model(x, traj.ts[s].to(device).expand(x.shape[0]))
+                    cond = () if traj.labels is None else (traj.labels[i : i + params.batch_size].to(device),)
+                    model(x, traj.ts[s].to(device).expand(x.shape[0]), *cond)
                 if not got:
                     raise ValueError(f"calibration selector density_diversity: module {params.feature!r} never ran")
                 feats.append(torch.cat(got))
@@ -160,5 +161,4 @@ def density_diversity(traj, params: DensityDiversityParams, seed: int = 0, model
     counts = step_counts(traj, params, model)
     steps = torch.repeat_interleave(torch.arange(S), counts)
     steps = steps[torch.randperm(params.n, generator=torch.Generator().manual_seed(seed))]
-    k = torch.arange(params.n)
-    return traj.xs[steps, k], traj.ts[steps]
+    return steps, torch.arange(params.n)

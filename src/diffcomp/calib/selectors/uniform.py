@@ -36,9 +36,5 @@ def uniform(traj, params: UniformParams, seed: int = 0):
         raise ValueError(f"calibration wants {params.per_step} samples per step but only {N} trajectories were captured")
     steps = list(range(0, S, S // params.steps))[: params.steps]
     gen = torch.Generator().manual_seed(seed)
-    xs, ts = [], []
-    for s in steps:
-        pick = torch.randperm(N, generator=gen)[: params.per_step]
-        xs.append(traj.xs[s, pick])
-        ts.append(traj.ts[s].repeat(params.per_step))
-    return torch.cat(xs), torch.cat(ts)
+    picks = [torch.randperm(N, generator=gen)[: params.per_step] for _ in steps]
+    return (torch.cat([torch.full((params.per_step,), s, dtype=torch.long) for s in steps]), torch.cat(picks))

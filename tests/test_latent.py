@@ -229,3 +229,13 @@ def test_a_guided_latent_model_is_quantized_and_sampled(tiny_ldm_dir, tmp_path, 
     qi, fi = np.load(tmp_path / "q.npz")["images"], np.load(tmp_path / "fp.npz")["images"]
     assert qi.shape == fi.shape == (4, 1, 32, 32)
     assert not np.array_equal(qi, fi)  # the quantized UNet is what sampled
+    # the per-timestep diagnostics and both corrections take the labelled inputs too
+    _verb("diagnose", "--model", str(tiny_ldm_dir), "--quantized", str(q), "--heldout", str(traj), "--samples",
+          str(tmp_path / "q.npz"), "--fp-samples", str(tmp_path / "fp.npz"), "--variant", method, "--out",
+          str(tmp_path / "d.json"), "--device", "cpu")
+    diag = json.loads((tmp_path / "d.json").read_text())
+    assert [d["t"] for d in diag["per_step"]] == [666, 333, 0] and all(d["rel_err"] > 0 for d in diag["per_step"])
+    _verb("correct", "--model", str(tiny_ldm_dir), "--quantized", str(q), "--trajectories", str(traj),
+          "--bias-correction", "--eps-correction", "channel", "--out", str(tmp_path / "c.safetensors"), "--device", "cpu")
+    _verb(*common, "--quantized", str(tmp_path / "c.safetensors"), "--out", str(tmp_path / "c.npz"))
+    assert not np.array_equal(np.load(tmp_path / "c.npz")["images"], qi)

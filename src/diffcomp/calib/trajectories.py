@@ -32,6 +32,15 @@ class Trajectories:
             raise ValueError(f"labels must be int64 of shape ({self.xs.shape[1]},), got {self.labels.dtype} "
                              f"{tuple(self.labels.shape)}")
 
+    def step_inputs(self, s: int, start: int = 0, stop: int | None = None) -> tuple:
+        """The model inputs at step ``s`` of trajectories ``[start, stop)`` as calibration takes
+        them (``calib.selectors.gather``): ``(x, t)``, or ``(x, t, labels)`` for a class-conditional
+        model, under guidance each input followed by its null-label twin."""
+        from .selectors import gather
+
+        index = torch.arange(start, min(stop if stop is not None else self.xs.shape[1], self.xs.shape[1]))
+        return gather(self, torch.full_like(index, s), index).tensors()
+
     def save(self, path: str | Path) -> None:
         from safetensors.torch import save_file
 

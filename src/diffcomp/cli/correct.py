@@ -37,9 +37,6 @@ def run(args) -> None:
     device = pick_device(args.device)
     spec, _, meta, _ = read_quantized(args.quantized)
     traj = Trajectories.load(args.trajectories)
-    if traj.labels is not None:  # its forwards below pass (x_t, t) alone
-        raise SystemExit(f"{args.trajectories}: trajectories of a class-conditional model; this verb handles unconditional "
-                         "models only so far")
     pipe = load_pipeline(args.model, device="cpu")
     fp = pipe.unet.to(device).eval()
     model = load_quantized(pipe.unet, args.quantized).to(device).eval()
@@ -48,9 +45,12 @@ def run(args) -> None:
     if args.bias_correction:  # on the trajectories' inputs, every step, as one batch
         import torch
 
-        xs, ts = traj.xs.flatten(0, 1), traj.ts.repeat_interleave(traj.xs.shape[1])
-        pick = torch.linspace(0, len(xs) - 1, min(len(xs), args.max_inputs)).round().long()
-        shifts = correct_biases(model, fp, (xs[pick].to(device), ts[pick].to(device)), lambda m, b: m(*b).sample)
+        from ..calib.selectors import gather
+
+        S, N = traj.xs.shape[:2]
+        pick = torch.linspace(0, S * N - 1, min(S * N, args.max_inputs)).round().long()
+        batch = gather(traj, pick // N, pick % N).tensors()  # with labels (and null twins) if conditional
+        shifts = correct_biases(model, fp, tuple(v.to(device) for v in batch), lambda m, b: m(*b).sample)
     if args.eps_correction != "none":
         model, spec = with_correction(model, fp, spec, traj, per_pixel=args.eps_correction == "pixel")
     seconds = time.time() - t0

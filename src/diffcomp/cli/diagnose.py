@@ -38,9 +38,6 @@ def run(args) -> None:
     a = load_npz(args.samples, {"images": "uint8", "indices": None})
     b = load_npz(args.fp_samples, {"images": "uint8", "indices": None})
     traj = Trajectories.load(args.heldout)
-    if traj.labels is not None:  # its forwards below pass (x_t, t) alone
-        raise SystemExit(f"{args.heldout}: trajectories of a class-conditional model; this verb handles unconditional "
-                         "models only so far")
     pipe = load_pipeline(args.model, device="cpu")
     fp = pipe.unet.to(device).eval()
     q = load_quantized(pipe.unet, args.quantized).to(device).eval()
@@ -49,11 +46,10 @@ def run(args) -> None:
         for s in range(traj.xs.shape[0]):
             t = int(traj.ts[s])
             qs, fs = [], []
-            for i in range(0, traj.xs.shape[1], args.batch_size):
-                x = traj.xs[s, i : i + args.batch_size].to(device)
-                tt = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
-                qs.append(q(x, tt).sample.float().cpu())
-                fs.append(fp(x, tt).sample.float().cpu())
+            for i in range(0, traj.xs.shape[1], args.batch_size):  # with labels (and null twins) if conditional
+                batch = tuple(v.to(device) for v in traj.step_inputs(s, i, i + args.batch_size))
+                qs.append(q(*batch).sample.float().cpu())
+                fs.append(fp(*batch).sample.float().cpu())
             steps.append({"step": s, "t": t, **eps_stats(torch.cat(qs), torch.cat(fs))})
     if not np.array_equal(a["indices"], b["indices"]):
         raise SystemExit(f"{args.samples} and {args.fp_samples} hold different image indices (seeds)")

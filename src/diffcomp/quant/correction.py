@@ -67,18 +67,19 @@ def attach(model: nn.Module, correction: EpsCorrection) -> nn.Module:
 
 
 @torch.no_grad()
-def fit_correction(qmodel: nn.Module, fp_model: nn.Module, xs: torch.Tensor, ts: torch.Tensor,
-                   per_pixel: bool = False, batch_size: int = 256) -> EpsCorrection:
-    """Fit an ``EpsCorrection`` on trajectories ``xs`` (S, N, C, H, W) at timesteps ``ts`` (S,)."""
+def fit_correction(qmodel: nn.Module, fp_model: nn.Module, trajectories, per_pixel: bool = False,
+                   batch_size: int = 256) -> EpsCorrection:
+    """Fit an ``EpsCorrection`` on every step of ``trajectories`` (their inputs as calibration
+    takes them: with labels, and null-label twins under guidance, for a class-conditional model)."""
     device = next(qmodel.parameters()).device
+    xs, ts = trajectories.xs, trajectories.ts
     corr = EpsCorrection([int(t) for t in ts], tuple(xs.shape[2:]), per_pixel)
     for s in range(xs.shape[0]):
         qs, fs = [], []
         for i in range(0, xs.shape[1], batch_size):
-            x = xs[s, i : i + batch_size].to(device)
-            t = torch.full((x.shape[0],), int(ts[s]), device=device, dtype=torch.long)
-            qs.append(qmodel(x, t).sample.float().cpu())
-            fs.append(fp_model(x, t).sample.float().cpu())
+            b = tuple(v.to(device) for v in trajectories.step_inputs(s, i, i + batch_size))
+            qs.append(qmodel(*b).sample.float().cpu())
+            fs.append(fp_model(*b).sample.float().cpu())
         corr.fit(s, torch.cat(qs), torch.cat(fs))
     return corr.to(device)
 
@@ -87,7 +88,7 @@ def with_correction(model: nn.Module, fp_model: nn.Module, spec, trajectories, p
     """``(model with a fitted correction, its spec)``: fitted on every step of ``trajectories``."""
     import dataclasses
 
-    corr = fit_correction(model, fp_model, trajectories.xs, trajectories.ts, per_pixel)
+    corr = fit_correction(model, fp_model, trajectories, per_pixel)
     attach(model, corr)
     return model, dataclasses.replace(spec, eps_correction=tuple(int(t) for t in trajectories.ts),
                                       eps_correction_per_pixel=per_pixel)

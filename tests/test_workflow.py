@@ -399,6 +399,33 @@ def test_rerun_after_editing_rdd_losses(micro_run, tmp_path):
 
 
 @needs_fmnist
+def test_micro_latent_dag_end_to_end(tmp_path):
+    """The whole table-1 DAG on a latent class-conditional model: calibration trajectories with
+    labels, Linear, Q-Diffusion and both corrections on labelled inputs, guided sampling decoded
+    through the autoencoder, metrics, diagnostics and the table."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_latent import CLASSES, tiny_autoencoder, tiny_class_unet
+
+    from diffcomp.calib.trajectories import Trajectories
+    from diffcomp.models.pipeline import save_pipeline
+    from diffcomp.models.unet import build_scheduler
+
+    wd = make_copy(tmp_path / "wd")
+    save_pipeline(tiny_class_unet(), build_scheduler(), wd / "resources/models/tiny-ldm",
+                  provenance={"what": "a tiny random LDM (test)"}, vae=tiny_autoencoder("kl"))
+    snakemake(wd, "--configfile=tests/configs/micro-latent.yaml", "results/table1.csv")
+    table = pd.read_csv(wd / "results/table1.csv").set_index("Method")
+    assert list(table.index) == ["FP (W32A32)", "Linear Quant", "Q-Diffusion", "Linear + fixes"]
+    assert np.isfinite(table.loc["Q-Diffusion", "W4A8 FID"]) and np.isfinite(table.loc["Linear + fixes", "W4A8 FID"])
+    traj = Trajectories.load(wd / "results/calib/trajectories.safetensors")
+    assert traj.xs.shape[2:] == (3, 16, 16) and torch.equal(traj.labels, torch.arange(16) % CLASSES)
+    assert traj.meta["null_label"] == CLASSES and traj.meta["sampler"]["guidance"] == 2.0
+    assert np.load(wd / "results/samples/fp/samples.npz")["images"].shape == (32, 1, 32, 32)
+
+
+@needs_fmnist
 def test_rerun_after_editing_the_calibration_selector(micro_run, tmp_path):
     """A selector reaches a method through its config, not an import: its edits still rerun every
     method instance that calibrates with it, and nothing else."""

@@ -50,15 +50,25 @@ def tiny_class_unet():
                                   attention_head_dim=8, num_class_embeds=CLASSES + 1))
 
 
-@pytest.fixture(scope="module", params=["kl", "vq"])
-def tiny_ldm_dir(request, tmp_path_factory):
+def _save_ldm(tmp_path_factory, kind: str):
     from diffcomp.models.pipeline import save_pipeline
     from diffcomp.models.unet import build_scheduler
 
-    path = tmp_path_factory.mktemp("ldm") / f"tiny-ldm-{request.param}"
-    save_pipeline(tiny_class_unet(), build_scheduler(), path, provenance={"what": "test"},
-                  vae=tiny_autoencoder(request.param))
+    path = tmp_path_factory.mktemp("ldm") / f"tiny-ldm-{kind}"
+    save_pipeline(tiny_class_unet(), build_scheduler(), path, provenance={"what": "test"}, vae=tiny_autoencoder(kind))
     return path
+
+
+@pytest.fixture(scope="module", params=["kl", "vq"])
+def tiny_ldm_dir(request, tmp_path_factory):
+    """Both kinds of autoencoder: for what touches the autoencoder (loading, decoding)."""
+    return _save_ldm(tmp_path_factory, request.param)
+
+
+@pytest.fixture(scope="module")
+def tiny_kl_ldm_dir(tmp_path_factory):
+    """One kind: for what only the UNet sees (calibration, quantization)."""
+    return _save_ldm(tmp_path_factory, "kl")
 
 
 def _verb(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -161,7 +171,8 @@ def test_sampling_a_latent_model_decodes_guided_latents_into_images(tiny_ldm_dir
     assert not np.array_equal(np.load(tmp_path / "c.npz")["images"], a)
 
 
-def test_calibration_trajectories_of_a_conditional_model_keep_their_labels(tiny_ldm_dir, tmp_path):
+def test_calibration_trajectories_of_a_conditional_model_keep_their_labels(tiny_kl_ldm_dir, tmp_path):
+    tiny_ldm_dir = tiny_kl_ldm_dir
     from diffcomp.calib.trajectories import Trajectories
 
     out = tmp_path / "traj.safetensors"
@@ -211,10 +222,11 @@ def test_calibration_inputs_carry_their_labels_and_the_null_twin_under_guidance(
     ("qdiffusion", {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "iters_w": 2, "iters_a": 2,
                     "batch_size": 8, "a_init_samples": 8}),
 ])
-def test_a_guided_latent_model_is_quantized_and_sampled(tiny_ldm_dir, tmp_path, method, params):
+def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tmp_path, method, params):
     """Calibration of a class-conditional model through the verbs: trajectories of guided sampling,
     a PTQ method on inputs with their labels and null twins, then guided sampling of the quantized
     UNet decoded through the FP autoencoder."""
+    tiny_ldm_dir = tiny_kl_ldm_dir
     sampler = json.dumps({"steps": 3, "skip": "uniform", "guidance": 2.0})
     traj = tmp_path / "traj.safetensors"
     _verb("trajectories", "--model", str(tiny_ldm_dir), "--sampler", sampler,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ..models.conditioning import labels_for
+from ..models.conditioning import labels_for, with_labels
 from ..models.sampler import ddim_sample, initial_noise
 from ..models.config import SamplerConfig
 from .trajectories import Trajectories
@@ -29,13 +29,7 @@ def capture(model_fn, n: int, shape: tuple[int, ...], alphas_cumprod: torch.Tens
             if start == 0:
                 ts.append(int(t[0]))
 
-        fn = model_fn
-        if classes is not None:
-            labels = labels_for(idx, classes).to(device)
-
-            def fn(x, t, labels=labels):
-                return model_fn(x, t, labels)
-
+        fn = model_fn if classes is None else with_labels(model_fn, labels_for(idx, classes).to(device))
         ddim_sample(fn, x_T.to(device), alphas_cumprod, cfg, generators=gens, record=record)
         xs_steps.append(per_step)
     xs = torch.stack([torch.cat([b[s] for b in xs_steps]) for s in range(len(ts))])

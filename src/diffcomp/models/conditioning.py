@@ -40,6 +40,15 @@ def labels_for(indices: Sequence[int], classes: int) -> torch.Tensor:
     return torch.tensor([int(i) % classes for i in indices], dtype=torch.long)
 
 
+def with_labels(fn: CondFn, labels: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``fn(x, t, labels)`` as the ``(x, t) -> eps`` the samplers call, for one batch's labels."""
+
+    def bound(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return fn(x, t, labels)
+
+    return bound
+
+
 def guided(fn: CondFn, scale: float, null_label: int) -> CondFn:
     """Classifier-free guidance of ``fn(x, t, labels) -> eps``: ``eps_u + scale (eps_c - eps_u)``
     with ``eps_u`` the prediction for the null label, both in one forward of a doubled batch

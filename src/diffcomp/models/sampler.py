@@ -173,13 +173,11 @@ def generate(
     x_T, gens = initial_noise(indices, shape, base_seed)
     fn = model_fn
     if labels is not None:
+        from .conditioning import with_labels
+
         if labels.shape != (len(indices),):
             raise ValueError(f"labels must hold one label per index, got shape {tuple(labels.shape)} for {len(indices)}")
-        bound = labels.to(device)
-
-        def fn(x, t):
-            return model_fn(x, t, bound)
-
+        fn = with_labels(model_fn, labels.to(device))
     x = ddim_sample(fn, x_T.to(device), alphas_cumprod, cfg, generators=gens)
     if decode is not None:
         with torch.no_grad():

@@ -61,7 +61,7 @@ def pipeline_files(folder: str | Path) -> list[str]:
     """A diffusion model folder's files: the UNet's, and a latent model's autoencoder's (one record)."""
     out = files(folder, pipeline_kind(folder))
     if has_autoencoder(folder):
-        out[-1:-1] = [str(Path(folder) / f) for f in (AUTOENCODER.weights, *AUTOENCODER.configs)]
+        out[-1:-1] = files(folder, AUTOENCODER)[:-1]  # its weights and config; the record is the same file
     return out
 
 

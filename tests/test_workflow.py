@@ -37,9 +37,18 @@ def make_copy(dst: Path, src: Path = REPO, extra: tuple[str, ...] = ()) -> Path:
     return dst
 
 
-def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a snakemake process that does not use SLURM: SLURM_CONF names a config
+    whose controller refuses at once (tests/data/no-controller-slurm.conf says why: up to 10 s per
+    snakemake process otherwise, on a machine with slurm-wlm but no live controller)."""
+    return {**(os.environ if base is None else base), "SLURM_CONF": str(REPO / "tests/data/no-controller-slurm.conf")}
+
+
+def snakemake(cwd: Path, *args: str, check: bool = True, slurm: bool = False) -> subprocess.CompletedProcess:
+    """snakemake in cwd; slurm=True keeps the machine's SLURM config (the test cluster's)."""
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1200,
+                       env=None if slurm else snakemake_env())
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
@@ -448,7 +457,8 @@ def test_killed_sample_job_resumes_without_recomputing(micro_run, tmp_path):
     target = "results/samples/fp/shard-0.npz"
     state = wd / "results/state/samples/fp/shard-0"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile=tests/configs/slow.yaml", target]
-    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=snakemake_env())
     t0 = time.time()
     while len(list(state.glob("*/*.npz"))) < 2 and time.time() - t0 < 300 and proc.poll() is None:
         time.sleep(0.05)
@@ -571,7 +581,7 @@ def test_micro_dag_on_a_real_slurm_cluster(micro_run, tmp_path):
         t0 = time.time()
         p = snakemake(wd, "--profile", "workflow/profiles/slurm", *MICRO, "--slurm-no-account",
                       "--slurm-status-command", "squeue", "--default-resources", f"slurm_partition={partition}",
-                      "--jobs", "4", "results/table1.csv")
+                      "--jobs", "4", "results/table1.csv", slurm=True)
         wall = time.time() - t0
         out = p.stdout + p.stderr
         ids = re.findall(r"submitted with SLURM jobid (\d+)", out)
@@ -592,7 +602,8 @@ def test_micro_dag_on_a_real_slurm_cluster(micro_run, tmp_path):
 
 
 def test_lint_and_format_are_clean(repo_copy):
-    p = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True,
+                       env=snakemake_env())
     assert p.returncode == 0 and "Congratulations" in p.stdout + p.stderr, p.stdout[-3000:]
     snakefmt = Path(sys.executable).parent / "snakefmt"
     if not snakefmt.exists():
@@ -724,7 +735,7 @@ rule summary:
     shell:
         "head -n 2 {{input:q}} > {{output:q}}"
 """)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = snakemake_env({k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-n", "summary", "dc_all"], cwd=outer,
                        capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

@@ -109,3 +109,78 @@ def test_the_sampler_passes_its_clip_setting_to_every_step(clip):
     t = ddim_timesteps(1000, 1, "uniform")[0]
     x0 = x_T / ac[t].sqrt()
     assert torch.allclose(out, x0.clamp(-1, 1) if clip else x0)
+
+
+def _toy_eps(x, t):
+    """A smooth deterministic eps model (differs per timestep), for comparing samplers."""
+    tt = t.float().view(-1, 1, 1, 1) / 1000
+    return torch.tanh(0.7 * x + tt) - 0.3 * tt
+
+
+def _scheduler_loop(sched, x, steps, model):
+    sched.set_timesteps(steps)
+    for t in sched.timesteps:
+        x = sched.step(model(x, torch.full((x.shape[0],), int(t))), t, x).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 20])
+def test_plms_on_the_ldm_grid_equals_diffusers_pndm_without_runge_kutta(steps):
+    """PLMS (Heun first step, then Adams-Bashforth of order 2, 3, 4) on the latent-diffusion grid
+    (range(0, T, T/steps) + 1, ending at alphas_cumprod[0]) is diffusers' PNDM scheduler with
+    skip_prk_steps, steps_offset 1 and set_alpha_to_one off, the latent-diffusion convention."""
+    from diffusers import PNDMScheduler
+
+    base = build_scheduler()
+    sched = PNDMScheduler.from_config(base.config, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False,
+                                      timestep_spacing="leading")
+    x_T = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = _scheduler_loop(sched, x_T.clone(), steps, _toy_eps)
+    ours = ddim_sample(_toy_eps, x_T.clone(), base.alphas_cumprod, SamplerConfig("plms", steps, 0.0, "ldm"))
+    assert torch.allclose(ours, ref.to(ours.dtype), atol=1e-5), (ours - ref).abs().max()
+    if steps > 1:  # and it is not DDIM: the multistep eps changes the result (one step from t = 1 barely moves)
+        ddim = ddim_sample(_toy_eps, x_T.clone(), base.alphas_cumprod, SamplerConfig("ddim", steps, 0.0, "ldm"))
+        assert (ddim - ours).abs().max() > 1e-3
+
+
+def test_ddim_on_the_ldm_grid_equals_diffusers_ddim_with_the_ldm_settings():
+    from diffusers import DDIMScheduler
+
+    base = build_scheduler()
+    assert ddim_timesteps(1000, 20, "ldm") == list(range(951, 0, -50))
+    sched = DDIMScheduler.from_config(base.config, steps_offset=1, set_alpha_to_one=False, timestep_spacing="leading",
+                                      clip_sample=False)
+    x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = _scheduler_loop(sched, x_T.clone(), 20, _toy_eps)
+    ours = ddim_sample(_toy_eps, x_T.clone(), base.alphas_cumprod, SamplerConfig("ddim", 20, 0.0, "ldm"))
+    assert torch.allclose(ours, ref.to(ours.dtype), atol=1e-5)
+    # the last step ends at alphas_cumprod[0], not at the clean image: one step from t = 1 differs
+    uniform = ddim_sample(_toy_eps, x_T.clone(), base.alphas_cumprod, SamplerConfig("ddim", 20, 0.0, "uniform"))
+    assert (uniform - ours).abs().max() > 1e-3
+
+
+def test_plms_records_one_input_per_step_and_refuses_eta():
+    base = build_scheduler()
+    seen = []
+    x_T = torch.randn(2, 1, 4, 4)
+    ddim_sample(_toy_eps, x_T, base.alphas_cumprod, SamplerConfig("plms", 5, 0.0, "ldm"),
+                record=lambda i, x, t: seen.append((i, int(t[0]))))
+    assert seen == list(enumerate(ddim_timesteps(1000, 5, "ldm")))
+    with pytest.raises(ValueError, match="eta must be 0"):
+        ddim_sample(_toy_eps, x_T, base.alphas_cumprod, SamplerConfig("plms", 5, 1.0, "ldm"))
+    with pytest.raises(ValueError, match="unknown sampler"):
+        ddim_sample(_toy_eps, x_T, base.alphas_cumprod, SamplerConfig("euler", 5))
+
+
+def test_ddim_with_eta_one_adds_each_image_own_noise_at_every_step_but_the_clean_last():
+    """eta 1 (LSUN-Bedroom's sampler): noise from each image's own generator; with the uniform grid
+    the last step adds none, so two runs with the same seeds agree and differ from eta 0."""
+    base = build_scheduler()
+    cfg = SamplerConfig("ddim", 10, 1.0, "uniform")
+    x_T, gens = initial_noise([0, 1], (1, 4, 4), 7)
+    a = ddim_sample(_toy_eps, x_T, base.alphas_cumprod, cfg, generators=gens)
+    x_T2, gens2 = initial_noise([0, 1], (1, 4, 4), 7)
+    assert torch.equal(a, ddim_sample(_toy_eps, x_T2, base.alphas_cumprod, cfg, generators=gens2))
+    assert (a - ddim_sample(_toy_eps, x_T, base.alphas_cumprod, SamplerConfig("ddim", 10, 0.0, "uniform"))).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="per-image generators"):
+        ddim_sample(_toy_eps, x_T, base.alphas_cumprod, cfg)

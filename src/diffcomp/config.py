@@ -296,6 +296,8 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         raise ConfigError("config key 'feature_net.path': required when feature_net.source is 'shipped'")
     if cfg.sampler.steps > 1000:
         raise ConfigError(f"config key 'sampler.steps': {cfg.sampler.steps} is more than the model's 1000 training timesteps")
+    if cfg.sampler.name == "plms" and cfg.sampler.eta != 0:
+        raise ConfigError(f"config key 'sampler.eta': the plms sampler is deterministic (eta 0), got {cfg.sampler.eta}")
     for m in cfg.quantization.methods:
         tags = [b.tag for b in m.bits]
         if len(set(tags)) != len(tags):

@@ -74,7 +74,7 @@ def run(args) -> None:
     from ..io import FileError
 
     from ..data.fmnist import to_uint8
-    from ..models.sampler import compiled, ddim_timesteps, generate, set_precision, unet_fn
+    from ..models.sampler import compiled, generate, model_timesteps, set_precision, unet_fn
     from ..models.conditioning import guided, labels_for, num_classes
     from ..models.pipeline import load_pipeline
 
@@ -106,7 +106,7 @@ def run(args) -> None:
     chunks, reused = [], 0
     with ExitStack() as stack:
         if args.quantized:
-            steps = ddim_timesteps(pipe.num_train_timesteps, cfg.steps, cfg.skip)
+            steps = model_timesteps(pipe.num_train_timesteps, cfg)
             try:  # per-timestep parameters for every step this sampler visits (a compiled graph cannot check)
                 stack.enter_context(frozen(pipe.unet, autocast, steps))
             except KeyError as e:

@@ -65,7 +65,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """DDIM. Defaults are Q-Diffusion's CIFAR-10 protocol: 100 steps, eta 0, quad skip.
+    """The sampler: ``ddim`` or ``plms`` (eta 0), on the ``skip`` grid (``models.sampler``).
+    Defaults are Q-Diffusion's CIFAR-10 protocol: DDIM, 100 steps, eta 0, quad skip.
     ``guidance``: the classifier-free guidance scale of a class-conditional model (1: the
     conditional model alone; unconditional models ignore it)."""
 

@@ -1,4 +1,4 @@
-"""DDIM sampling with per-image seeds, as plain functions.
+"""DDIM and PLMS sampling with per-image seeds, as plain functions.
 
 Every image ``i`` draws all its noise from its own generator seeded ``base_seed + i``, so an
 image does not depend on the batch it was drawn in, the shard count or the machine's RNG state.
@@ -14,6 +14,8 @@ import torch
 from .config import PRECISIONS, SamplerConfig
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SAMPLERS = ("ddim", "plms")
+SKIPS = ("uniform", "quad", "trailing", "ldm")
 
 
 def ddim_timesteps(num_train_timesteps: int, steps: int, skip: str = "uniform") -> list[int]:
@@ -23,7 +25,9 @@ def ddim_timesteps(num_train_timesteps: int, steps: int, skip: str = "uniform") 
     (the two skip types of the DDIM code that Q-Diffusion uses); ``trailing``:
     ``round(k T / steps) - 1`` for k = steps..1, the grid of progressive distillation (its first
     step starts at the noisiest timestep T - 1, and the grid for N steps is every other point of
-    the grid for 2N steps, so a student's step spans exactly two of its teacher's).
+    the grid for 2N steps, so a student's step spans exactly two of its teacher's); ``ldm``:
+    ``range(0, T, T // steps) + 1``, the latent-diffusion samplers' grid (its last step goes to
+    ``alphas_cumprod[0]``, not to 1: ``final_timestep``).
     """
     if steps < 1 or steps > num_train_timesteps:
         raise ValueError(f"steps must be in 1..{num_train_timesteps}, got {steps}")
@@ -37,9 +41,52 @@ def ddim_timesteps(num_train_timesteps: int, steps: int, skip: str = "uniform") 
         seq = [int(s) for s in np.linspace(0, np.sqrt(num_train_timesteps * 0.8), steps) ** 2]
     elif skip == "trailing":
         seq = [int(np.floor(k * num_train_timesteps / steps + 0.5)) - 1 for k in range(1, steps + 1)]
+    elif skip == "ldm":
+        stride = num_train_timesteps // steps
+        seq = [s + 1 for s in range(0, num_train_timesteps, stride)][:steps]
     else:
-        raise ValueError(f"unknown skip type {skip!r}; expected 'uniform', 'quad' or 'trailing'")
+        raise ValueError(f"unknown skip type {skip!r}; expected one of {', '.join(map(repr, SKIPS))}")
     return seq[::-1]
+
+
+def final_timestep(skip: str) -> int:
+    """The timestep the last step lands on: -1 (alpha 1, the clean image) for DDIM's grids, 0 for
+    ``ldm`` (the latent-diffusion samplers stop at ``alphas_cumprod[0]``)."""
+    return 0 if skip == "ldm" else -1
+
+
+def step_alphas(alphas_cumprod: torch.Tensor, cfg: SamplerConfig) -> list[tuple[int, int, float, float]]:
+    """``(t, t_next, a_t, a_next)`` of every step of ``cfg``'s grid, noisiest first; ``t_next`` is
+    the next step's model timestep (``final_timestep`` after the last) and ``a_next`` its
+    alphas_cumprod (1 at -1)."""
+    ac = alphas_cumprod.double().cpu()
+    ts = ddim_timesteps(ac.shape[0], cfg.steps, cfg.skip)
+    nxt = ts[1:] + [final_timestep(cfg.skip)]
+    return [(t, tn, float(ac[t]), float(ac[tn]) if tn >= 0 else 1.0) for t, tn in zip(ts, nxt)]
+
+
+def model_timesteps(num_train_timesteps: int, cfg: SamplerConfig) -> list[int]:
+    """Every timestep ``cfg``'s sampler evaluates the model at: its grid, and for PLMS the point
+    its first step's second evaluation lands on (the next grid timestep, or the final one)."""
+    ts = ddim_timesteps(num_train_timesteps, cfg.steps, cfg.skip)
+    if cfg.name == "plms" and len(ts) == 1:
+        ts = ts + [max(final_timestep(cfg.skip), 0)]
+    return ts
+
+
+def plms_combine(eps: torch.Tensor, history: Sequence[torch.Tensor]) -> torch.Tensor:
+    """PLMS's linear multistep eps from this step's ``eps`` and the previous steps' (oldest first,
+    up to three): the Adams-Bashforth weights of order 2, 3 and 4 (3, -1)/2, (23, -16, 5)/12,
+    (55, -59, 37, -9)/24. With no history the first step is a second-order (Heun) step the caller
+    makes itself."""
+    h = list(history)[-3:][::-1]  # newest first
+    if len(h) == 1:
+        return (3 * eps - h[0]) / 2
+    if len(h) == 2:
+        return (23 * eps - 16 * h[0] + 5 * h[1]) / 12
+    if len(h) == 3:
+        return (55 * eps - 59 * h[0] + 37 * h[1] - 9 * h[2]) / 24
+    raise ValueError("plms_combine needs one to three previous eps")
 
 
 def initial_noise(indices: Sequence[int], shape: tuple[int, ...], base_seed: int) -> tuple[torch.Tensor, list[torch.Generator]]:
@@ -75,31 +122,45 @@ def ddim_sample(
     generators: Sequence[torch.Generator] | None = None,
     record: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Run DDIM from ``x_T``; ``model_fn(x, t)`` predicts epsilon.
+    """Run ``cfg``'s sampler (DDIM or PLMS) from ``x_T``; ``model_fn(x, t)`` predicts epsilon.
 
-    ``record(step_index, x_t, t)`` is called with the model input at every step (calibration
-    trajectories). Noise for eta > 0 comes from ``generators`` (one per image).
+    ``record(step_index, x_t, t)`` is called with the model input of every step (calibration
+    trajectories; PLMS's extra evaluation in its first step is not a step's input and is not
+    recorded). Noise for eta > 0 comes from ``generators`` (one per image).
+
+    PLMS (pseudo linear multistep, the latent-diffusion and Stable Diffusion sampler) makes DDIM
+    updates with a multistep eps: its first step averages eps at x_t and at the DDIM point it
+    leads to (two evaluations), later steps combine the last four evaluations (``plms_combine``).
+    It is deterministic (eta 0).
     """
-    if cfg.name != "ddim":
-        raise ValueError(f"unknown sampler {cfg.name!r}")
+    if cfg.name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {cfg.name!r}; expected one of {', '.join(SAMPLERS)}")
+    if cfg.name == "plms" and cfg.eta != 0:
+        raise ValueError(f"the plms sampler is deterministic: sampler.eta must be 0, got {cfg.eta}")
     device = x_T.device
-    ts = ddim_timesteps(alphas_cumprod.shape[0], cfg.steps, cfg.skip)
-    ac = alphas_cumprod.double().cpu()
     x = x_T
-    for i, t in enumerate(ts):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        a_t = float(ac[t])
-        a_prev = float(ac[t_prev]) if t_prev >= 0 else 1.0
+    history: list[torch.Tensor] = []
+    for i, (t, t_next, a_t, a_next) in enumerate(step_alphas(alphas_cumprod, cfg)):
         t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         if record is not None:
             record(i, x, t_batch)
         eps = model_fn(x, t_batch).to(x.dtype)
-        noise = None
-        if cfg.eta > 0 and t_prev >= 0:
+        if cfg.name == "plms":
+            if history:
+                e = plms_combine(eps, history)
+            else:
+                x_mid, _ = ddim_step(x, eps, a_t, a_next, 0.0, None, cfg.clip_x0)
+                t_mid = torch.full_like(t_batch, max(t_next, 0))
+                e = (eps + model_fn(x_mid, t_mid).to(x.dtype)) / 2
+            history = (history + [eps])[-3:]
+            x, _ = ddim_step(x, e, a_t, a_next, 0.0, None, cfg.clip_x0)
+            continue
+        noise = None  # the last step of a grid that ends at the clean image adds none
+        if cfg.eta > 0 and t_next >= 0:
             if generators is None:
                 raise ValueError("eta > 0 needs per-image generators")
             noise = torch.stack([torch.randn(x.shape[1:], generator=g) for g in generators]).to(device, x.dtype)
-        x, _ = ddim_step(x, eps, a_t, a_prev, cfg.eta if t_prev >= 0 else 0.0, noise, cfg.clip_x0)
+        x, _ = ddim_step(x, eps, a_t, a_next, cfg.eta if t_next >= 0 else 0.0, noise, cfg.clip_x0)
     return x
 
 

@@ -50,12 +50,34 @@ def tiny_class_unet():
                                   attention_head_dim=8, num_class_embeds=CLASSES + 1))
 
 
-def _save_ldm(tmp_path_factory, kind: str):
+CONTEXT_ARCH = dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(16, 32), layers_per_block=1,
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=8, cross_attention_dim=16,
+                    attention_head_dim=2)
+
+
+def tiny_context_unet():
+    """The LDM-4 ImageNet kind of denoiser: the class reaches the UNet as its cross-attention
+    context (a one-token embedding), the table in encoder_hid_proj (bias zero)."""
+    from diffusers import UNet2DConditionModel
+
+    from diffcomp.models.conditioning import accept_labels
+
+    torch.manual_seed(3)
+    unet = _randomise(UNet2DConditionModel(**CONTEXT_ARCH, encoder_hid_dim=CLASSES + 1, encoder_hid_dim_type="text_proj"))
+    with torch.no_grad():
+        unet.encoder_hid_proj.weight.normal_(0, 1.0)
+        unet.encoder_hid_proj.bias.zero_()
+    return accept_labels(unet)
+
+
+def _save_ldm(tmp_path_factory, kind: str, denoiser: str = "class"):
     from diffcomp.models.pipeline import save_pipeline
     from diffcomp.models.unet import build_scheduler
 
-    path = tmp_path_factory.mktemp("ldm") / f"tiny-ldm-{kind}"
-    save_pipeline(tiny_class_unet(), build_scheduler(), path, provenance={"what": "test"}, vae=tiny_autoencoder(kind))
+    path = tmp_path_factory.mktemp("ldm") / f"tiny-ldm-{kind}-{denoiser}"
+    unet = tiny_class_unet() if denoiser == "class" else tiny_context_unet()
+    save_pipeline(unet, build_scheduler(), path, provenance={"what": "test"}, vae=tiny_autoencoder(kind))
     return path
 
 
@@ -69,6 +91,46 @@ def tiny_ldm_dir(request, tmp_path_factory):
 def tiny_kl_ldm_dir(tmp_path_factory):
     """One kind: for what only the UNet sees (calibration, quantization)."""
     return _save_ldm(tmp_path_factory, "kl")
+
+
+@pytest.fixture(scope="module")
+def tiny_context_ldm_dir(tmp_path_factory):
+    """A latent model whose class is the UNet's cross-attention context (LDM-4 ImageNet's kind)."""
+    return _save_ldm(tmp_path_factory, "kl", "context")
+
+
+def test_a_class_context_unet_takes_labels_and_embeds_them_as_its_context(tiny_context_ldm_dir, tmp_path):
+    """A label through the pre-hook is the UNet fed its embedding-table row as a one-token context
+    (checked against the same UNet without the projection, given the row by hand); the loaded
+    model takes labels; a nonzero projection bias or a text-conditioned UNet is refused by name."""
+    from diffusers import UNet2DConditionModel
+
+    from diffcomp.io import FileError
+    from diffcomp.models.conditioning import conditioning_modules, num_classes
+    from diffcomp.models.pipeline import load_pipeline
+
+    unet = tiny_context_unet()
+    assert num_classes(unet) == CLASSES and conditioning_modules(unet) == ("encoder_hid_proj",)
+    plain = UNet2DConditionModel(**CONTEXT_ARCH).eval()
+    sd = {k: v for k, v in unet.state_dict().items() if not k.startswith("encoder_hid_proj.")}
+    assert not plain.load_state_dict(sd, strict=False).missing_keys
+    x, t, labels = torch.randn(3, 3, 16, 16), torch.tensor([900, 500, 10]), torch.tensor([0, 4, CLASSES])
+    table = unet.encoder_hid_proj.weight.T  # (classes + 1, context)
+    with torch.no_grad():
+        out = unet(x, t, labels).sample
+        assert torch.allclose(out, plain(x, t, table[labels][:, None]).sample, atol=1e-5)
+        assert not torch.allclose(out, unet(x, t, torch.tensor([1, 4, CLASSES])).sample)  # labels matter
+        pipe = load_pipeline(tiny_context_ldm_dir)
+        assert torch.allclose(pipe.unet(x, t, labels).sample, out, atol=1e-6)
+    assert pipe.sample_shape == (3, 16, 16) and num_classes(pipe.unet) == CLASSES
+    cfg = tiny_context_ldm_dir / "unet/config.json"
+    for name, change, message in [("text", {"encoder_hid_dim_type": None}, "text-conditioned UNets"),
+                                  ("odd", {"_class_name": "VQModel"}, "is not a denoiser")]:
+        bad = tmp_path / name
+        shutil.copytree(tiny_context_ldm_dir, bad)
+        (bad / "unet/config.json").write_text(json.dumps({**json.loads(cfg.read_text()), **change}))
+        with pytest.raises(FileError, match=message):
+            load_pipeline(bad)
 
 
 def _verb(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -217,16 +279,23 @@ def test_calibration_inputs_carry_their_labels_and_the_null_twin_under_guidance(
         cal.select(Trajectories(xs=xs, ts=traj.ts, labels=traj.labels, meta={"sampler": {"guidance": 3.0}}))
 
 
-@pytest.mark.parametrize("method, params", [
-    ("linear", {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "batch_size": 8}),
-    ("qdiffusion", {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "iters_w": 2, "iters_a": 2,
-                    "batch_size": 8, "a_init_samples": 8}),
+QD_PARAMS = {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "iters_w": 2, "iters_a": 2,
+             "batch_size": 8, "a_init_samples": 8}
+
+
+@pytest.mark.parametrize("method, params, denoiser", [
+    ("linear", {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "batch_size": 8}, "class"),
+    ("qdiffusion", QD_PARAMS, "class"),
+    ("qdiffusion", QD_PARAMS, "context"),
 ])
-def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tmp_path, method, params):
+def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tiny_context_ldm_dir, tmp_path, method,
+                                                        params, denoiser):
     """Calibration of a class-conditional model through the verbs: trajectories of guided sampling,
     a PTQ method on inputs with their labels and null twins, then guided sampling of the quantized
-    UNet decoded through the FP autoencoder."""
-    tiny_ldm_dir = tiny_kl_ldm_dir
+    UNet decoded through the FP autoencoder. Both kinds of class conditioning: the class embedding
+    added to the timestep's, and the class as cross-attention context (whose embedding table stays
+    in full precision)."""
+    tiny_ldm_dir = tiny_kl_ldm_dir if denoiser == "class" else tiny_context_ldm_dir
     sampler = json.dumps({"steps": 3, "skip": "uniform", "guidance": 2.0})
     traj = tmp_path / "traj.safetensors"
     _verb("trajectories", "--model", str(tiny_ldm_dir), "--sampler", sampler,
@@ -236,6 +305,13 @@ def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tmp_pat
           "--params", json.dumps(params), "--out", str(q), "--device", "cpu", "--threads", "1")
     common = ["sample", "--model", str(tiny_ldm_dir), "--sampler", sampler, "--start", "0", "--end", "4",
               "--device", "cpu", "--threads", "1"]
+    if denoiser == "context":
+        from diffcomp.models.pipeline import load_pipeline
+        from diffcomp.quant.wrap import load_quantized
+
+        qm = load_quantized(load_pipeline(tiny_ldm_dir).unet, q)
+        assert type(qm.encoder_hid_proj) is torch.nn.Linear  # the conditioning stage is not quantized
+        assert type(qm.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k).__name__ == "QuantLayer"
     _verb(*common, "--quantized", str(q), "--out", str(tmp_path / "q.npz"))
     _verb(*common, "--out", str(tmp_path / "fp.npz"))
     qi, fi = np.load(tmp_path / "q.npz")["images"], np.load(tmp_path / "fp.npz")["images"]

@@ -1,12 +1,22 @@
 """Class conditioning and classifier-free guidance, as plain functions.
 
-A class-conditional denoiser here is a ``UNet2DModel`` with ``num_class_embeds = K + 1``: labels
-``0..K-1`` are the classes and label ``K`` is the unconditional ("null") class, which
-classifier-free guidance needs (the convention of the LDM-4 ImageNet checkpoint, whose class
-embedding has 1001 rows for 1000 classes). Every denoiser call takes the conditioning as its
-third positional argument (``UNet2DModel(x, t, class_labels)``), so a calibration batch
-``(x, t, labels)`` feeds a quantized model by ``model(*batch)`` exactly as ``(x, t)`` feeds an
-unconditional one.
+A class-conditional denoiser has K + 1 class rows: labels ``0..K-1`` are the classes and label
+``K`` is the unconditional ("null") class, which classifier-free guidance needs (the convention of
+the LDM-4 ImageNet checkpoint, whose class embedding has 1001 rows for 1000 classes). It is one of
+
+* a ``UNet2DModel`` with ``num_class_embeds = K + 1`` (the class embedding is added to the
+  timestep embedding);
+* a ``UNet2DConditionModel`` whose cross-attention context is the class embedding, as in the
+  LDM-4 ImageNet model: ``encoder_hid_dim_type = "text_proj"`` and ``encoder_hid_dim = K + 1``,
+  so ``encoder_hid_proj`` (bias zero) holds the embedding table as its weight's columns and a
+  one-hot label (1 token) maps to its row. ``accept_labels`` gives such a UNet a forward pre-hook
+  that turns integer labels into that one-hot context, so it too takes the label as its third
+  positional argument. Its ``encoder_hid_proj`` is the conditioning stage, not the denoiser:
+  it is never quantized (``conditioning_modules``).
+
+Every denoiser call takes the conditioning as its third positional argument
+(``UNet2DModel(x, t, class_labels)``), so a calibration batch ``(x, t, labels)`` feeds a
+quantized model by ``model(*batch)`` exactly as ``(x, t)`` feeds an unconditional one.
 
 Image ``i`` of a sampling run gets label ``i mod K``, whatever the seed: every seed set and shard
 holds the classes in equal numbers (50 per class for 50,000 ImageNet images, as the papers'
@@ -22,15 +32,61 @@ import torch
 CondFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
+CLASS_CONTEXT = "text_proj"  # encoder_hid_dim_type of a class-context UNet2DConditionModel
+
+
+def class_context(unet: torch.nn.Module) -> bool:
+    """Whether ``unet`` is a UNet2DConditionModel conditioned on a class through its
+    cross-attention context (``encoder_hid_dim_type`` "text_proj", ``encoder_hid_dim`` K + 1)."""
+    return getattr(getattr(unet, "config", None), "encoder_hid_dim_type", None) == CLASS_CONTEXT
+
+
 def num_classes(unet: torch.nn.Module) -> int | None:
     """K for a class-conditional UNet (its class embedding has K + 1 rows, the last the null
     class); None for an unconditional one."""
-    rows = getattr(getattr(unet, "config", None), "num_class_embeds", None)
+    cfg = getattr(unet, "config", None)
+    rows = getattr(cfg, "encoder_hid_dim", None) if class_context(unet) else getattr(cfg, "num_class_embeds", None)
     if rows is None:
         return None
     if rows < 2:
         raise ValueError(f"a class-conditional UNet needs num_class_embeds >= 2 (classes + the null class), got {rows}")
     return int(rows) - 1
+
+
+def conditioning_modules(unet: torch.nn.Module) -> tuple[str, ...]:
+    """Names of the modules that embed the conditioning (kept in full precision: only the
+    denoiser is quantized)."""
+    return ("encoder_hid_proj",) if class_context(unet) else ()
+
+
+def _labels_to_context(module: torch.nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook of a class-context UNet: an integer third argument (or
+    ``encoder_hidden_states``) becomes the one-hot context ``(B, 1, K + 1)``."""
+    rows = module.config.encoder_hid_dim
+    dtype = module.encoder_hid_proj.weight.dtype
+
+    def one_hot(c):
+        if isinstance(c, torch.Tensor) and not c.is_floating_point():
+            return torch.nn.functional.one_hot(c.reshape(-1), rows).to(dtype)[:, None, :]
+        return c
+
+    if len(args) >= 3:
+        args = (*args[:2], one_hot(args[2]), *args[3:])
+    elif "encoder_hidden_states" in kwargs:
+        kwargs = {**kwargs, "encoder_hidden_states": one_hot(kwargs["encoder_hidden_states"])}
+    return args, kwargs
+
+
+def accept_labels(unet: torch.nn.Module) -> torch.nn.Module:
+    """A class-context UNet that takes integer labels as its third argument (a forward pre-hook;
+    once per module, copies keep it); other UNets are returned as they are."""
+    if class_context(unet):
+        if getattr(unet.encoder_hid_proj, "bias", None) is not None and unet.encoder_hid_proj.bias.abs().max() > 0:
+            raise ValueError("a class-context UNet's encoder_hid_proj must have a zero bias (it is an embedding table)")
+        hooks = getattr(unet, "_forward_pre_hooks", {}).values()
+        if not any(getattr(h, "__name__", "") == _labels_to_context.__name__ for h in hooks):
+            unet.register_forward_pre_hook(_labels_to_context, with_kwargs=True)
+    return unet
 
 
 def labels_for(indices: Sequence[int], classes: int) -> torch.Tensor:

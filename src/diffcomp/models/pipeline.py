@@ -20,6 +20,7 @@ from ..provenance import sha256_file
 from ..weights import AUTOENCODER, PIPELINE, PROVENANCE, has_autoencoder, verify_pipeline
 
 AUTOENCODERS = ("AutoencoderKL", "VQModel")
+DENOISERS = ("UNet2DModel", "UNet2DConditionModel")
 
 
 @dataclass
@@ -64,14 +65,14 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
     The UNet's safetensors weights are checked against the sha256 in the folder's provenance.json
     first (``weights.verify``); only ``download_pipeline`` reads a fresh hub snapshot unchecked,
     to convert it and record its checksum."""
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import DDPMScheduler
 
     root = Path(path)
     if not root.is_dir():
         raise missing(root, "the model folder does not exist")
     if verify:
         verify_pipeline(root)
-    unet = UNet2DModel.from_pretrained(root, subfolder=_subfolder(root, "unet"), use_safetensors=True if verify else None)
+    unet = _load_denoiser(root, verify)
     sched_sub = _subfolder(root, "scheduler")
     sched_cfg = (root / sched_sub / "scheduler_config.json") if sched_sub else (root / "scheduler_config.json")
     if not sched_cfg.exists():
@@ -96,6 +97,34 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
         scheduler=scheduler,
         vae=vae,
     )
+
+
+def _load_denoiser(root: Path, verify: bool) -> torch.nn.Module:
+    """The UNet: a ``UNet2DModel`` (unconditional or with a class embedding) or a class-context
+    ``UNet2DConditionModel`` (``models.conditioning``), which takes integer labels once loaded."""
+    import diffusers
+
+    from ..io import read_json_object
+    from .conditioning import CLASS_CONTEXT, accept_labels
+
+    sub = _subfolder(root, "unet")
+    cfg_path = root / sub / "config.json" if sub else root / "config.json"
+    if not cfg_path.is_file():
+        raise missing(cfg_path, "a model folder holds the UNet's config.json in unet/ or at its root")
+    cfg = read_json_object(cfg_path, ("_class_name",), f"set _class_name to one of {', '.join(DENOISERS)}")
+    name = cfg.get("_class_name", "UNet2DModel")
+    if name not in DENOISERS:
+        raise damaged(cfg_path, f"_class_name {name!r} is not a denoiser this workflow runs",
+                      f"expected one of {', '.join(DENOISERS)}")
+    if name == "UNet2DConditionModel" and cfg.get("encoder_hid_dim_type") != CLASS_CONTEXT:
+        raise damaged(cfg_path, "a UNet2DConditionModel is run here only when conditioned on a class "
+                      f"(encoder_hid_dim_type {CLASS_CONTEXT!r}, encoder_hid_dim = classes + 1)",
+                      "text-conditioned UNets are not supported yet")
+    unet = getattr(diffusers, name).from_pretrained(root, subfolder=sub, use_safetensors=True if verify else None)
+    try:
+        return accept_labels(unet)
+    except ValueError as e:
+        raise damaged(cfg_path, str(e)) from None
 
 
 def _load_autoencoder(root: Path, verify: bool) -> torch.nn.Module:

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..io import FileError, atomic_path, damaged, missing, one_line, tensors_digest
+from ..models.conditioning import conditioning_modules, num_classes
 from .attention import QuantAttnProcessor
 from .correction import EpsCorrection, attach
 from .layer import QuantLayer
@@ -45,17 +46,18 @@ def concat_splits(unet: nn.Module) -> dict[str, int]:
     entry: dict[int, int] = {}
 
     def record(i):
-        def hook(module, args):
-            entry.setdefault(i, args[0].shape[1])  # returns None: the inputs are left as they are
+        def hook(module, args, kwargs):
+            h = args[0] if args else kwargs["hidden_states"]  # UNet2DConditionModel passes keywords
+            entry.setdefault(i, h.shape[1])  # returns None: the inputs are left as they are
 
         return hook
 
-    handles = [b.register_forward_pre_hook(record(i)) for i, b in enumerate(up_blocks)]
+    handles = [b.register_forward_pre_hook(record(i), with_kwargs=True) for i, b in enumerate(up_blocks)]
     try:
         cfg = unet.config
         p = next(unet.parameters())
         zero = torch.zeros(1, device=p.device, dtype=torch.long)  # timestep 0 (and class 0 if conditional)
-        cond = (zero,) if getattr(cfg, "num_class_embeds", None) else ()
+        cond = (zero,) if num_classes(unet) is not None else ()
         with torch.no_grad():
             unet(torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=p.device, dtype=p.dtype),
                  zero, *cond)
@@ -87,7 +89,9 @@ def quantize_model(model: nn.Module, spec: QuantSpec, inplace: bool = False) -> 
 
     model = model if inplace else copy.deepcopy(model)
     context = StepContext() if spec.timesteps else None
-    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    keep = conditioning_modules(model)  # the conditioning stage stays in full precision
+    targets = [(n, m) for n, m in model.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear)) and not any(n == k or n.startswith(k + ".") for k in keep)]
     for name, module in targets:
         cfg = spec.layer_config(name)
         if cfg is not None:

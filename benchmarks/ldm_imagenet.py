@@ -4,7 +4,7 @@ trajectories, the Q-Diffusion quantize job (W4A8, a reduced iteration count, wit
 to the paper's budget) and a 1,000-image guided sampling shard of the FP and the quantized model.
 Prints and writes each step's wall time and peak GPU memory.
 
-    python benchmarks/ldm_imagenet.py --out results/benchmarks/ldm_imagenet [--iters 100] [--tiny]
+    python benchmarks/ldm_imagenet.py --out results/benchmarks/ldm_imagenet [--iters 20] [--tiny]
 
 The architecture is the checkpoint's (``--format ldm`` conversion of cin256-v2): UNet channels 192
 x (1, 2, 3, 5), 2 resnets per level, one-head cross-attention transformers at the three lower
@@ -107,7 +107,7 @@ def run(args) -> dict:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/benchmarks/ldm_imagenet")
-    p.add_argument("--iters", type=int, default=100, help="reconstruction iterations per unit (paper: 20,000)")
+    p.add_argument("--iters", type=int, default=20, help="reconstruction iterations per unit (paper: 20,000)")
     p.add_argument("--trajectories", type=int, default=64)
     p.add_argument("--n-samples", type=int, default=1000)
     p.add_argument("--tiny", action="store_true")

@@ -247,11 +247,16 @@ def test_calibration_trajectories_of_a_conditional_model_keep_their_labels(tiny_
     assert traj.meta["sampler"]["guidance"] == 2.0
     with pytest.raises(ValueError, match="labels must be int64"):
         Trajectories(xs=traj.xs, ts=traj.ts, labels=torch.zeros(11, dtype=torch.long))
-    # a method whose recipe would drop the labels refuses them in one line naming the file
-    p = _verb("quantize", "--model", str(tiny_ldm_dir), "--trajectories", str(out), "--method", "efficientdm",
-              "--bits", "w4a8", "--params", "{}", "--out", str(tmp_path / "q.safetensors"), "--device", "cpu",
-              check=False)
-    assert p.returncode != 0 and f"{out}: these trajectories are of a class-conditional model" in p.stderr
+    # a method registered without `conditional` (its recipe would drop the labels) refuses them in one line
+    import dataclasses
+
+    from diffcomp.cli.quantize import check_conditional
+    from diffcomp.methods import METHODS
+
+    entry = dataclasses.replace(METHODS["linear"], conditional=False)
+    with pytest.raises(SystemExit, match=f"{out}: these trajectories are of a class-conditional model"):
+        check_conditional(entry, traj, out)
+    check_conditional(METHODS["linear"], traj, out)
 
 
 def test_calibration_inputs_carry_their_labels_and_the_null_twin_under_guidance():
@@ -287,6 +292,7 @@ QD_PARAMS = {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, 
     ("linear", {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, "batch_size": 8}, "class"),
     ("qdiffusion", QD_PARAMS, "class"),
     ("qdiffusion", QD_PARAMS, "context"),
+    ("mpqdm", {"epochs": 1, "batch_size": 4, "init_samples": 4, "lora_rank": 4, "omq_samples": 8}, "context"),
 ])
 def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tiny_context_ldm_dir, tmp_path, method,
                                                         params, denoiser):

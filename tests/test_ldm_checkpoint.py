@@ -129,22 +129,36 @@ def test_the_convert_verb_writes_a_latent_model_folder_the_workflow_loads(tmp_pa
     import os
     import subprocess
     import sys
+    import zipfile
 
     from conftest import REPO
+    from diffcomp.cli import main
     from diffcomp.models.conditioning import num_classes
     from diffcomp.models.pipeline import load_pipeline
 
     unet, vae, sd, _ = _checkpoint(CONTEXT, heads=2)
+    raw = tmp_path / "model.ckpt"
+    torch.save({"state_dict": sd, "global_step": 5}, raw)
+    archive = tmp_path / "tiny-cin.zip"  # the download is an archive holding model.ckpt (as the LSUN ones)
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(raw, "model.ckpt")
     ckpt = tmp_path / "tiny-cin.ckpt"
-    torch.save({"state_dict": sd, "global_step": 5}, ckpt)
-    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    (tmp_path / "tiny-cin.ckpt.json").write_text(json.dumps({"url": "file:///x", "sha256": digest, "md5": None,
-                                                             "bytes": ckpt.stat().st_size}))
+    # no published checksum: checked by its size, its sha256 pinned in the record
+    assert main(["fetch", "--url", archive.as_uri(), "--bytes", str(archive.stat().st_size + 1), "--out", str(ckpt)]) == 1
+    assert main(["fetch", "--url", archive.as_uri(), "--bytes", str(archive.stat().st_size), "--out", str(ckpt)]) == 0
+    rec = json.loads((tmp_path / "tiny-cin.ckpt.json").read_text())
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert rec["sha256"] == digest and rec["pinned_at_download"] is True
+    assert main(["fetch", "--url", archive.as_uri(), "--pin", "--out", str(tmp_path / "pinned.zip")]) == 0
+    assert json.loads((tmp_path / "pinned.zip.json").read_text())["sha256"] == digest
     out = tmp_path / "model"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    p = subprocess.run([sys.executable, "-m", "diffcomp.cli", "convert", "--checkpoint", str(ckpt), "--format", "ldm",
-                        "--sample-size", "8", "--image-size", "16", "--heads", "2", "--beta-start", "0.0015",
-                        "--beta-end", "0.0195", "--out", str(out)], env=env, capture_output=True, text=True)
+    args = [sys.executable, "-m", "diffcomp.cli", "convert", "--checkpoint", str(ckpt), "--format", "ldm",
+            "--sample-size", "8", "--image-size", "16", "--heads", "2", "--beta-start", "0.0015", "--beta-end", "0.0195",
+            "--out", str(out)]
+    p = subprocess.run(args + ["--member", "other.ckpt"], env=env, capture_output=True, text=True)
+    assert p.returncode == 1 and "the archive has no 'other.ckpt'" in p.stderr
+    p = subprocess.run(args + ["--member", "model.ckpt"], env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     pipe = load_pipeline(out)
     assert num_classes(pipe.unet) == 10 and type(pipe.vae).__name__ == "VQModel"

@@ -196,3 +196,38 @@ def test_a_killed_qat_job_resumes_to_bit_identical_parameters(tiny_unet, traj, t
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], killed.state_dict()[k]) for k in a if "weight" in k)
+
+
+def test_qat_batches_of_a_guided_model_carry_labels_and_null_twins():
+    """Under guidance the QAT loop feeds both models each input with its label and again with the
+    null label (the two halves of the guided prediction), and trains on both."""
+    from types import SimpleNamespace
+
+    from diffcomp.calib.trajectories import Trajectories
+    from diffcomp.quant.qat import ParamGroup, QATSchedule, train_qat
+
+    S, N, K = 3, 6, 10
+    traj = Trajectories(xs=torch.randn(S, N, 1, 2, 2), ts=torch.tensor([900, 500, 100]),
+                        labels=torch.arange(N) % 4, meta={"sampler": {"guidance": 3.0}, "null_label": K})
+    seen = []
+
+    class Net(torch.nn.Module):
+        def __init__(self, record):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+            self.record = record
+
+        def forward(self, x, t, labels):
+            if self.record:
+                seen.append((t.clone(), labels.clone()))
+            return SimpleNamespace(sample=self.w * x + labels.float().view(-1, 1, 1, 1))
+
+    model, fp = Net(True), Net(False)
+    with torch.no_grad():
+        fp.w.fill_(2.0)
+    stats = train_qat(model, fp, traj, [ParamGroup("w", (model.w,), 0.01)], QATSchedule(2, 4, 0, 0.0, 100))
+    assert len(seen) == 2 * S and stats["steps"] == 2 * S
+    for k, (t, labels) in enumerate(seen):
+        assert len(labels) == 8 and (labels[1::2] == K).all() and (labels[0::2] < 4).all()
+        assert (t == traj.ts[k % S]).all()
+    assert float(model.w) > 1.0  # it learned towards the FP weight on both halves

@@ -407,24 +407,46 @@ def test_rerun_after_editing_rdd_losses(micro_run, tmp_path):
     assert plan == {"distill": 2, "sample_shard": 4, "gather": 2, "evaluate": 2, "table3": 1}
 
 
+LATENT = ["--configfile=tests/configs/micro-latent.yaml"]
+
+
+def latent_copy(dst: Path) -> Path:
+    """A workflow copy with the micro latent config's model: a tiny random LDM whose class is the
+    UNet's cross-attention context (LDM-4 ImageNet's kind) and a KL autoencoder."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_latent import tiny_autoencoder, tiny_context_unet
+
+    from diffcomp.models.pipeline import save_pipeline
+    from diffcomp.models.unet import build_scheduler
+
+    wd = make_copy(dst)
+    save_pipeline(tiny_context_unet(), build_scheduler(), wd / "resources/models/tiny-ldm",
+                  provenance={"what": "a tiny random LDM (test)"}, vae=tiny_autoencoder("kl"))
+    return wd
+
+
+@pytest.fixture(scope="module")
+def micro_latent_run(tmp_path_factory):
+    """The micro latent DAG run once, locally."""
+    if not (Path("/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    wd = latent_copy(tmp_path_factory.mktemp("micro-latent"))
+    snakemake(wd, *LATENT, "results/table1.csv")
+    return wd
+
+
 @needs_fmnist
-def test_micro_latent_dag_end_to_end(tmp_path):
+def test_micro_latent_dag_end_to_end(micro_latent_run):
     """The whole table-1 DAG on a latent class-conditional model: calibration trajectories with
     labels, Linear, Q-Diffusion and both corrections on labelled inputs, guided sampling decoded
     through the autoencoder, metrics, diagnostics and the table."""
     import torch
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_latent import CLASSES, tiny_autoencoder, tiny_class_unet
+    from test_latent import CLASSES
 
     from diffcomp.calib.trajectories import Trajectories
-    from diffcomp.models.pipeline import save_pipeline
-    from diffcomp.models.unet import build_scheduler
 
-    wd = make_copy(tmp_path / "wd")
-    save_pipeline(tiny_class_unet(), build_scheduler(), wd / "resources/models/tiny-ldm",
-                  provenance={"what": "a tiny random LDM (test)"}, vae=tiny_autoencoder("kl"))
-    snakemake(wd, "--configfile=tests/configs/micro-latent.yaml", "results/table1.csv")
+    wd = micro_latent_run
     table = pd.read_csv(wd / "results/table1.csv").set_index("Method")
     assert list(table.index) == ["FP (W32A32)", "Linear Quant", "Q-Diffusion", "Linear + fixes"]
     assert np.isfinite(table.loc["Q-Diffusion", "W4A8 FID"]) and np.isfinite(table.loc["Linear + fixes", "W4A8 FID"])
@@ -575,14 +597,20 @@ def test_a_lost_or_damaged_metrics_file_is_rebuilt_or_named(micro_run, tmp_path)
 
 @needs_fmnist
 @pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
-def test_micro_dag_on_a_real_slurm_cluster(micro_run, tmp_path):
+def test_micro_dag_on_a_real_slurm_cluster(micro_run, micro_latent_run, tmp_path):
+    """The micro DAG and the micro latent DAG through the SLURM profile on a real one-node cluster:
+    every heavy job submitted (GPU requests reaching SLURM), and both tables equal the local runs'."""
     wd = make_copy(tmp_path / "wd")
+    latent = latent_copy(tmp_path / "latent")
     with slurm_cluster(tmp_path / "slurm") as partition:
+        # --default-resources takes every value up to the next option: --jobs follows it
+        slurm_args = ["--profile", "workflow/profiles/slurm", "--slurm-no-account", "--slurm-status-command", "squeue",
+                      "--default-resources", f"slurm_partition={partition}", "--jobs", "4"]
         t0 = time.time()
-        p = snakemake(wd, "--profile", "workflow/profiles/slurm", *MICRO, "--slurm-no-account",
-                      "--slurm-status-command", "squeue", "--default-resources", f"slurm_partition={partition}",
-                      "--jobs", "4", "results/table1.csv", slurm=True)
+        p = snakemake(wd, *slurm_args, *MICRO, "results/table1.csv", slurm=True)
         wall = time.time() - t0
+        q = snakemake(latent, *slurm_args, *LATENT, "results/table1.csv", slurm=True)
+        assert len(re.findall(r"submitted with SLURM jobid (\d+)", q.stdout + q.stderr)) >= 10
         out = p.stdout + p.stderr
         ids = re.findall(r"submitted with SLURM jobid (\d+)", out)
         assert len(ids) >= 15, out[-3000:]
@@ -596,9 +624,10 @@ def test_micro_dag_on_a_real_slurm_cluster(micro_run, tmp_path):
                 assert "gres:gpu:1" in info or "gres/gpu=1" in info, info  # the GPU request reached SLURM
         assert set(states.values()) == {"COMPLETED"}, states
     print(f"SLURM: {len(ids)} jobs in {wall:.0f} s")
-    local = pd.read_csv(micro_run / "results/table1.csv", index_col=0)
-    remote = pd.read_csv(wd / "results/table1.csv", index_col=0)
-    pd.testing.assert_frame_equal(local, remote, rtol=1e-6)
+    for here, there in ((micro_run, wd), (micro_latent_run, latent)):
+        local = pd.read_csv(here / "results/table1.csv", index_col=0)
+        remote = pd.read_csv(there / "results/table1.csv", index_col=0)
+        pd.testing.assert_frame_equal(local, remote, rtol=1e-6)
 
 
 def test_lint_and_format_are_clean(repo_copy):

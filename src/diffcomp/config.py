@@ -287,9 +287,15 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         raise ConfigError("config key 'dataset.source': cifar10 is read through torchvision (source: torchvision, "
                           "image_size: 32) into its own root")
     ck = cfg.model.checkpoint
-    if cfg.model.source == "checkpoint" and bool(ck.md5) == bool(ck.sha256):
-        raise ConfigError("config key 'model.checkpoint.md5': give exactly one of md5 and sha256 (the download is "
-                          "checked against it)")
+    if cfg.model.source == "checkpoint":
+        given = [k for k in ("md5", "sha256", "bytes", "pin") if getattr(ck, k)]
+        if len(given) != 1:
+            raise ConfigError("config key 'model.checkpoint.md5': give exactly one of md5 and sha256 (the download is "
+                              "checked against it) or, for a file without a published checksum, bytes or pin: true "
+                              f"(its sha256 pinned at download); got {given or 'none'}")
+        if ck.format == "ldm" and (ck.heads is None) == (ck.head_channels is None):
+            raise ConfigError("config key 'model.checkpoint.heads': a latent-diffusion checkpoint needs exactly one of "
+                              "heads and head_channels (its config's num_heads / num_head_channels)")
     if cfg.model.source == "shipped" and not cfg.model.path:
         raise ConfigError("config key 'model.path': required when model.source is 'shipped'")
     if cfg.feature_net.name == "fmnist-classifier" and cfg.feature_net.source == "shipped" and not cfg.feature_net.path:

@@ -26,19 +26,56 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    """An original DDPM checkpoint (the DDIM code's ``Model`` layout) fetched from ``url``, checked
-    against ``md5`` (or ``sha256``) and converted into ``resources/checkpoints/{name}/`` with the
-    linear beta schedule given here. Defaults: the EMA CIFAR-10 model of Ho et al. that the
+    """An original checkpoint fetched from ``url`` and converted into
+    ``resources/checkpoints/{name}/``. ``format``: ``ddpm`` (the DDIM code's ``Model`` layout,
+    the linear beta schedule given here) or ``ldm`` (a latent-diffusion checkpoint: denoiser,
+    first stage, class embedding; the latent-diffusion schedule, linear in the betas' square
+    root, from ``beta_start`` to ``beta_end``). The download is checked against ``md5`` or
+    ``sha256``; a file without a published checksum gives its ``bytes`` (or ``pin: true``) and
+    has its sha256 pinned at download (``diffcomp.fetch``). ``member``: the checkpoint's name
+    inside a .zip download. For ``ldm``: ``sample_size`` is the latent size, ``image_size`` the
+    autoencoder's, ``heads`` or ``head_channels`` the attention heads (num_heads /
+    num_head_channels of the checkpoint's config), ``scaling_factor`` the latents' scale (null:
+    the checkpoint's own, else 1). Defaults: the EMA CIFAR-10 model of Ho et al. that the
     Q-Diffusion and EDA-DM code download (``ema_diffusion_cifar10_model/model-790000.ckpt``)."""
 
     name: str = "ddpm-ema-cifar10"
     url: str = "https://heibox.uni-heidelberg.de/f/2e4f01e2d9ee49bab1d5/?dl=1"
     md5: str | None = "1fa350b952534ae442b1d5235cce5cd3"
     sha256: str | None = None
+    bytes: int | None = None
+    pin: bool = False
+    format: str = "ddpm"
+    member: str | None = None
     sample_size: int = 32
+    image_size: int = 256
+    heads: int | None = None
+    head_channels: int | None = None
+    scaling_factor: float | None = None
     beta_start: float = 1e-4
     beta_end: float = 0.02
     timesteps: int = 1000
+
+    def fetch_args(self) -> list[str]:
+        """The ``diffcomp fetch`` flag of the expected checksum (or size, or pin)."""
+        if self.md5:
+            return ["--md5", self.md5]
+        if self.sha256:
+            return ["--sha256", self.sha256]
+        return ["--bytes", str(self.bytes)] if self.bytes else ["--pin"]
+
+    def convert_args(self) -> list[str]:
+        """The ``diffcomp convert`` flags of this checkpoint (without --checkpoint and --out)."""
+        args = ["--format", self.format, "--sample-size", str(self.sample_size), "--beta-start", str(self.beta_start),
+                "--beta-end", str(self.beta_end), "--timesteps", str(self.timesteps)]
+        if self.member:
+            args += ["--member", self.member]
+        if self.format == "ldm":
+            args += ["--image-size", str(self.image_size)]
+            args += ["--heads", str(self.heads)] if self.heads else ["--head-channels", str(self.head_channels)]
+            if self.scaling_factor is not None:
+                args += ["--scaling-factor", str(self.scaling_factor)]
+        return args
 
 
 @dataclass(frozen=True)

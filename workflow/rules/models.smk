@@ -72,11 +72,7 @@ rule fetch_checkpoint:
         **job_resources("fetch"),
     params:
         url=CFG.model.checkpoint.url,
-        checksum=(
-            f"--md5 {CFG.model.checkpoint.md5}"
-            if CFG.model.checkpoint.md5
-            else f"--sha256 {CFG.model.checkpoint.sha256}"
-        ),
+        checksum=shlex.join(CFG.model.checkpoint.fetch_args()),
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli fetch --url {params.url:q} {params.checksum} --out {output.ckpt:q} 2> {log:q}'
 
@@ -100,12 +96,10 @@ rule convert:
         **job_resources("convert"),
     params:
         out=lambda w, output: folder_of(output),
-        ck=CFG.model.checkpoint,
+        args=shlex.join(CFG.model.checkpoint.convert_args()),
         code=code("convert"),
     shell:
-        '"$DIFFCOMP_PY" -m diffcomp.cli convert --checkpoint {input.ckpt:q} --sample-size {params.ck.sample_size}'
-        " --beta-start {params.ck.beta_start} --beta-end {params.ck.beta_end} --timesteps {params.ck.timesteps}"
-        " --out {params.out:q} 2> {log:q}"
+        '"$DIFFCOMP_PY" -m diffcomp.cli convert --checkpoint {input.ckpt:q} {params.args} --out {params.out:q} 2> {log:q}'
 
 
 # The metrics' classifier (feature_net.source: train) or RDD's (distillation.feature_net.source:

@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", required=True, help="a .ckpt fetched by `diffcomp fetch` (its .json record beside it)")
     p.add_argument("--format", choices=("ddpm", "ldm"), default="ddpm")
+    p.add_argument("--member", default=None, help="the checkpoint's name inside a .zip download")
     p.add_argument("--sample-size", type=int, default=32, help="the UNet's input size (latent size for ldm)")
     p.add_argument("--image-size", type=int, default=256, help="ldm: the autoencoder's image size")
     heads = p.add_mutually_exclusive_group()
@@ -35,7 +36,7 @@ def run(args) -> None:
     rec = verify_fetched(args.checkpoint)  # the sha256 recorded at download, before torch reads the file
     prov = {"checkpoint": {k: rec[k] for k in ("url", "md5", "sha256", "bytes") if k in rec}}
     try:
-        sd = load_original(args.checkpoint)
+        sd = load_original(args.checkpoint, args.member)
         if args.format == "ldm":
             unet, vae, sched, arch = _ldm(sd, args)
         else:

@@ -16,6 +16,14 @@ from ._common import keyed_state_dir, pick_device, set_threads
 log = logging.getLogger(__name__)
 
 
+def check_conditional(entry, traj, path) -> None:
+    """A method not registered ``conditional`` refuses labelled trajectories (its recipe would
+    drop the labels) in one line naming the file."""
+    if traj.labels is not None and not entry.conditional:
+        raise SystemExit(f"{path}: these trajectories are of a class-conditional model; method "
+                         f"{entry.name!r} calibrates unconditional models only (its inputs would lose their labels)")
+
+
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="FP diffusers folder")
     p.add_argument("--trajectories", required=True, help="FP trajectories (safetensors)")
@@ -47,9 +55,7 @@ def run(args) -> None:
         raise SystemExit(f"{args.model}: quantization needs a noise-predicting model (prediction_type "
                          f"'epsilon'), this one predicts {pipe.prediction_type!r}")
     traj = Trajectories.load(args.trajectories)
-    if traj.labels is not None and not entry.conditional:
-        raise SystemExit(f"{args.trajectories}: these trajectories are of a class-conditional model; method "
-                         f"{args.method!r} calibrates unconditional models only (its inputs would lose their labels)")
+    check_conditional(entry, traj, args.trajectories)
     t0 = time.time()
     extra = {}
     if "state_dir" in inspect.signature(entry.recipe).parameters:  # a training method: resumable

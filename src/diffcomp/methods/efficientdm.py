@@ -17,7 +17,7 @@ class EfficientDMParams(LoRAQATParams):
 
 @quant_method("efficientdm", label="EfficientDM", params=EfficientDMParams,
               contract={"epochs": 1, "batch_size": 4, "init_samples": 4, "lora_rank": 4, "w_init": "max",
-                        "a_init": "max"})
+                        "a_init": "max"}, conditional=True)
 def recipe(unet, traj, bits, params: EfficientDMParams, device: str = "cpu", state_dir=None):
     from ..quant.lora_qat import init_ranges, spec_for, train
     from ..quant.wrap import quantize_model

@@ -173,17 +173,32 @@ def _original_keys(sd: Mapping[str, torch.Tensor], n_levels: int) -> list[str]:
     return keys
 
 
-def load_original(path: str) -> dict[str, torch.Tensor]:
-    """The state dict in an original ``.ckpt``: read with ``weights_only=True`` (tensors and
-    plain containers only, nothing executed). The caller checks the file's checksum first."""
+def load_original(path: str, member: str | None = None) -> dict[str, torch.Tensor]:
+    """The state dict in an original ``.ckpt`` (or in the archive member ``member`` of a .zip
+    download): read with ``weights_only=True`` (tensors and plain containers only, nothing
+    executed). The caller checks the file's checksum first."""
+    import io
+    import zipfile
+
+    where = f"{path}:{member}" if member else path
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if member:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                if member not in names:
+                    raise CheckpointError(f"{path}: the archive has no {member!r} (it holds {names[:5]})")
+                source = io.BytesIO(z.read(member))
+        else:
+            source = path
+        obj = torch.load(source, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as e:  # noqa: BLE001 (any unreadable file is one message)
-        raise CheckpointError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{where}: not a readable weights-only checkpoint ({type(e).__name__}: {e})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors")
+        raise CheckpointError(f"{where}: not a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 

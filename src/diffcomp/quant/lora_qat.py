@@ -94,32 +94,22 @@ def is_special(name: str, p: LoRAQATParams) -> bool:
     return any(re.search(s, name) for s in p.special)
 
 
-def _unconditional(traj) -> None:
-    if traj.labels is not None:  # the QAT batches below are (x_t, t) alone
-        raise ValueError("LoRA QAT calibrates unconditional models only: these trajectories carry class labels")
+def step_batches(traj, n: int, device) -> list[tuple]:
+    """One batch per sampling step: the first ``n`` FP trajectories' inputs at that step (with
+    their labels, and null twins under guidance, for a class-conditional model)."""
+    return [tuple(v.to(device) for v in traj.step_inputs(s, 0, n)) for s in range(traj.xs.shape[0])]
 
 
-def step_batches(traj, n: int, device):
-    """One batch per sampling step: the first ``n`` FP trajectories' inputs at that step."""
+def spread_batch(traj, n: int, device) -> tuple:
+    """``n`` trajectory inputs spread over the sampling steps (step i mod S of trajectory i div S),
+    as a batch ``(x, t[, labels])`` (``calib.selectors.gather``)."""
     import torch
 
-    _unconditional(traj)
-    n = min(n, traj.xs.shape[1])
-    return [(traj.xs[s, :n].to(device), torch.full((n,), int(traj.ts[s]), dtype=torch.long, device=device))
-            for s in range(traj.xs.shape[0])]
+    from ..calib.selectors import gather
 
-
-def spread_batch(traj, n: int, device):
-    """``n`` trajectory inputs spread over the sampling steps (step i mod S of trajectory i div S)."""
-    import torch
-
-    _unconditional(traj)
     S, N = traj.xs.shape[:2]
-    n = min(n, S * N)
-    steps = [i % S for i in range(n)]
-    x = torch.stack([traj.xs[s, (i // S) % N] for i, s in enumerate(steps)]).to(device)
-    t = torch.tensor([int(traj.ts[s]) for s in steps], dtype=torch.long, device=device)
-    return x, t
+    i = torch.arange(min(n, S * N))
+    return tuple(v.to(device) for v in gather(traj, i % S, (i // S) % N).tensors())
 
 
 def init_ranges(model, traj, p: LoRAQATParams, device, weights: bool = True) -> None:
@@ -212,13 +202,12 @@ def param_groups(model, p: LoRAQATParams):
 
 def train(model, fp, traj, p: LoRAQATParams, device, terms=(), state_dir=None, stop_at=None) -> dict:
     """LoRA, then QAT along the FP trajectories; LoRA is merged into the weights at the end."""
-    _unconditional(traj)
     from .module import quant_modules
     from .qat import QATSchedule, train_qat
 
     lora = add_lora(model, p)
     schedule = QATSchedule(p.epochs, p.batch_size, p.seed, p.weight_decay, p.checkpoint_every)
-    stats = train_qat(model, fp, traj.xs, traj.ts, param_groups(model, p), schedule, terms, device,
+    stats = train_qat(model, fp, traj, param_groups(model, p), schedule, terms, device,
                       state_dir=state_dir, stop_at=stop_at)
     if not stats["stopped"]:
         for _, m in quant_modules(model):

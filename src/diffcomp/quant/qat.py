@@ -73,14 +73,21 @@ def linear_decay(total: int):
     return lambda step: max(0.0, 1.0 - step / total)
 
 
-def train_qat(model: nn.Module, fp: nn.Module, xs: torch.Tensor, ts: torch.Tensor, groups: Sequence[ParamGroup],
+def train_qat(model: nn.Module, fp: nn.Module, traj, groups: Sequence[ParamGroup],
               schedule: QATSchedule, terms: Sequence[LossTerm] = (), device: str | torch.device = "cpu",
               state_dir: str | Path | None = None, stop_at: int | None = None) -> dict:
     """Train ``groups`` of ``model`` (a quantized UNet) to match ``fp`` along the trajectories
-    ``xs`` (S, N, C, H, W) with timesteps ``ts`` (S,), in place. ``stop_at``: return after that
-    many optimiser steps, as a job killed there would (tests). Returns statistics."""
+    ``traj`` (``calib.trajectories.Trajectories``: inputs ``xs`` (S, N, C, H, W) at timesteps
+    ``ts`` (S,)), in place. A batch is B trajectories' inputs at one step as calibration takes
+    them (``calib.selectors.gather``): with their labels for a class-conditional model, and under
+    guidance each followed by its null-label twin, so the model learns both halves of the guided
+    prediction. ``stop_at``: return after that many optimiser steps, as a job killed there would
+    (tests). Returns statistics."""
+    from ..calib.selectors import gather
+
     device = torch.device(device)
-    S, N = int(xs.shape[0]), int(xs.shape[1])
+    ts = traj.ts
+    S, N = int(traj.xs.shape[0]), int(traj.xs.shape[1])
     B = min(schedule.batch_size, N)
     total = schedule.epochs * S
     trained = [p for g in groups for p in g.params]
@@ -107,7 +114,6 @@ def train_qat(model: nn.Module, fp: nn.Module, xs: torch.Tensor, ts: torch.Tenso
         log.info("resumed QAT from epoch %d (%s)", start, state_path)
     for term in terms:
         term.attach(model, fp)
-    ts_dev = ts.to(device)
     per_step = torch.zeros(S, dtype=torch.float64)
     per_step_n = torch.zeros(S, dtype=torch.long)
     history: list[torch.Tensor] = []
@@ -119,11 +125,10 @@ def train_qat(model: nn.Module, fp: nn.Module, xs: torch.Tensor, ts: torch.Tenso
             for term in terms:
                 term.begin()
             for s in range(S):
-                x = xs[s, idx].to(device)
-                t = ts_dev[s].expand(B)
+                batch = tuple(v.to(device) for v in gather(traj, torch.full_like(idx, s), idx).tensors())
                 with torch.no_grad():
-                    ref = fp(x, t).sample
-                out = model(x, t).sample
+                    ref = fp(*batch).sample
+                out = model(*batch).sample
                 mse = (out - ref).pow(2).sum()
                 loss = mse
                 for term in terms:
@@ -135,7 +140,7 @@ def train_qat(model: nn.Module, fp: nn.Module, xs: torch.Tensor, ts: torch.Tenso
                 opt.step()
                 sched.step()
                 history.append(loss.detach())
-                per_step[s] += float(mse.detach()) / B
+                per_step[s] += float(mse.detach()) / len(batch[0])
                 per_step_n[s] += 1
                 done += 1
                 bar.update(1)

@@ -64,13 +64,13 @@ def run_omq(model, fp, traj, bits, p: MPQDMParams, device) -> dict:
     from .omq import apply_omq
 
     layers = omq_layers(model)
-    x, t = spread_batch(traj, p.omq_samples, device)
+    batch = spread_batch(traj, p.omq_samples, device)
     seen: dict[str, torch.Tensor] = {}
     handles = [fp.get_submodule(n).register_forward_pre_hook(
         lambda mod, args, n=n: seen.__setitem__(n, args[0].detach())) for n, _ in layers]
     try:
         with torch.no_grad():
-            fp(x, t)
+            fp(*batch)
     finally:
         for h in handles:
             h.remove()
@@ -105,7 +105,7 @@ def terms(p: MPQDMParams):
 
 @quant_method("mpqdm", label="MPQ-DM", params=MPQDMParams,
               contract={"epochs": 1, "batch_size": 4, "init_samples": 4, "lora_rank": 4, "omq_samples": 8,
-                        "w_init": "max", "a_init": "max"})
+                        "w_init": "max", "a_init": "max"}, conditional=True)
 def recipe(unet, traj, bits, params: MPQDMParams, device: str = "cpu", state_dir=None):
     from ...quant.lora_qat import train
 

@@ -776,3 +776,38 @@ rule summary:
     assert plan["dc_quantize"] == sum(n_bits(m) for m in methods.values() if "base" not in m)
     assert plan["dc_correct"] == corrected and plan["dc_samples_figure"] == 3 and plan["dc_calibration_counts"] == 1
     assert plan["dc_run_info"] == 1
+
+
+def test_the_latent_paper_configs_plan_their_downloads_conversion_and_protocol(repo_copy):
+    """LDM-4 ImageNet and LSUN-Bedroom: the checkpoint fetched (by size, or pinned) and converted
+    as a latent-diffusion checkpoint, the ADM reference batch fetched by URL, the papers' samplers."""
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=config/imagenet-ldm4.yaml", "results/table1.csv",
+                  "results/table2.csv")
+    plan, out = planned_jobs(p), p.stdout + p.stderr
+    assert plan["fetch_checkpoint"] == plan["convert"] == plan["fetch_reference"] == plan["reference_stats"] == 1
+    assert plan["quantize"] == 12 and plan["sample_shard"] == 13 * 10  # 13 variants x 50,000 / 5,000
+    assert "--bytes 1827378153" in out and "--format ldm" in out and "--heads 1" in out
+    assert "--pin --out resources/reference/VIRTUAL_imagenet256_labeled.npz" in out
+    assert '"guidance": 3.0' in out and '"skip": "ldm"' in out and '"steps": 20' in out
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=config/lsun-bedroom-ldm4.yaml", "results/table1.csv")
+    out = p.stdout + p.stderr
+    assert "--member model.ckpt" in out and "--head-channels 32" in out and '"eta": 1.0' in out
+    assert "VIRTUAL_lsun_bedroom256.npz" in out
+
+
+def test_a_downloaded_reference_batch_is_checked_against_its_record(tmp_path):
+    """A reference batch fetched without a published checksum has its sha256 pinned; changed
+    afterwards, reference-stats refuses it by name before reading it."""
+    from diffcomp.cli import main
+
+    src = tmp_path / "src.npz"
+    np.savez(src, mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(4), sigma_s=np.eye(4))
+    ref = tmp_path / "resources/reference/ref.npz"
+    ref.parent.mkdir(parents=True)
+    assert main(["fetch", "--url", src.as_uri(), "--pin", "--out", str(ref)]) == 0
+    ref.write_bytes(ref.read_bytes() + b"\0")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    p = subprocess.run([sys.executable, "-m", "diffcomp.cli", "reference-stats", "--adm-npz", str(ref),
+                        "--feature-extractor", "inception-v3-compat", "--out", str(tmp_path / "stats.npz")],
+                       env=env, capture_output=True, text=True)
+    assert p.returncode == 1 and f"{ref}: sha256" in p.stderr and "does not match its record" in p.stderr

@@ -340,7 +340,7 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         raise ConfigError(f"config key 'feature_net.weights_path': {_resolve(w, base)} does not exist (torch-fidelity's "
                           "weights-inception-2015-12-05-6726825d.pth; null lets torch-fidelity download it)")
     ref = cfg.evaluation.reference
-    if ref.endswith(".npz") and not _resolve(ref, base).is_file():
+    if ref.endswith(".npz") and not cfg.evaluation.reference_url and not _resolve(ref, base).is_file():
         raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} does not exist (an ADM reference "
                           "batch .npz, or train / test)")
     if _uses_features(cfg) and cfg.distillation.feature_net.source == "shipped":

@@ -224,7 +224,10 @@ class DistillationConfig:
 class EvaluationConfig:
     """Samples per variant, shards (seeds are ``seed + image index``), and the reference: a
     dataset split (``train`` or ``test``) or an ``.npz`` in the ADM evaluator's reference-batch
-    format (``mu``, ``sigma``, ``mu_s``, ``sigma_s``; images ``arr_0`` optional).
+    format (``mu``, ``sigma``, ``mu_s``, ``sigma_s``; images ``arr_0`` optional): a path, or an
+    ``https://`` URL that the ``fetch_reference`` rule downloads into ``resources/reference/``,
+    checked against ``reference_sha256`` (null: no published checksum, its sha256 pinned at
+    download).
 
     How the sample jobs compute: ``precision`` ``fp32`` (exact: TF32 off), ``tf32`` or ``bf16``
     (autocast; quantized weights are stored in bf16 once), ``compile`` a ``torch.compile`` mode
@@ -238,6 +241,7 @@ class EvaluationConfig:
     seed: int = 0
     batch_size: int | None = None
     reference: str = "test"
+    reference_sha256: str | None = None
     precision: str = "fp32"
     compile: str | None = None
 
@@ -245,6 +249,18 @@ class EvaluationConfig:
         from .models.config import check_compute
 
         check_compute(self.precision, self.compile)
+
+    @property
+    def reference_url(self) -> str | None:
+        """The reference batch's URL when it is downloaded (else None)."""
+        return self.reference if self.reference.startswith(("https://", "http://", "file://")) else None
+
+    @property
+    def reference_file(self) -> str:
+        """Where the reference batch is read: the path given, or where a URL is downloaded to."""
+        if self.reference_url:
+            return "resources/reference/" + self.reference_url.rstrip("/").rsplit("/", 1)[-1]
+        return self.reference
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,10 @@ def reference_is_npz():
 
 
 def reference_input():
-    """A dataset split's images, or an ADM reference batch (.npz)."""
+    """A dataset split's images, or an ADM reference batch (.npz; downloaded by fetch_reference
+    when the config names a URL)."""
     if reference_is_npz():
-        return CFG.evaluation.reference
+        return CFG.evaluation.reference_file
     return f"results/data/{CFG.evaluation.reference}.npz"
 
 
@@ -229,7 +230,8 @@ wildcard_constraints:
 
 def protocol(w):
     return json.dumps({"sampler": dataclasses.asdict(variant_sampler(w.variant)), "seed": CFG.evaluation.seed,
-                       "reference": CFG.evaluation.reference, "dataset": CFG.dataset.name,
+                       "reference": CFG.evaluation.reference,
+                       "dataset": None if reference_is_npz() else CFG.dataset.name,
                        "precision": CFG.evaluation.precision, "compile": CFG.evaluation.compile,
                        "config": CFG.name}, sort_keys=True)  # fmt: skip
 

@@ -1,3 +1,34 @@
+# An ADM reference batch named by URL (evaluation.reference): downloaded (a local rule: it needs
+# the internet) and checked against evaluation.reference_sha256, or its sha256 pinned at download.
+if CFG.evaluation.reference_url:
+
+    localrules:
+        fetch_reference,
+
+    rule fetch_reference:
+        output:
+            npz=CFG.evaluation.reference_file,
+            record=f"{CFG.evaluation.reference_file}.json",
+        log:
+            "logs/fetch/reference.log",
+        benchmark:
+            "results/benchmarks/fetch/reference.tsv"
+        conda:
+            "../../envs/diffcomp.yaml"
+        threads: 1
+        resources:
+            **job_resources("fetch"),
+        params:
+            url=CFG.evaluation.reference_url,
+            checksum=(
+                f"--sha256 {CFG.evaluation.reference_sha256}"
+                if CFG.evaluation.reference_sha256
+                else "--pin"
+            ),
+        shell:
+            '"$DIFFCOMP_PY" -m diffcomp.cli fetch --url {params.url:q} {params.checksum} --out {output.npz:q} 2> {log:q}'
+
+
 rule reference_stats:
     input:
         images=reference_input(),

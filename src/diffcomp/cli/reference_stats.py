@@ -27,8 +27,12 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from ..metrics.fidelity import adm_reference, make_extractor, reference_statistics
 
+    from ..fetch import record_path, verify_fetched
+
     if bool(args.images) == bool(args.adm_npz):
         raise SystemExit("diffcomp reference-stats: give exactly one of --images and --adm-npz")
+    if args.adm_npz and record_path(args.adm_npz).exists():  # a downloaded batch: checked against its record
+        verify_fetched(args.adm_npz)
     set_threads(args.threads)
     ext = make_extractor(args.feature_extractor, args.weights)
     if args.adm_npz:

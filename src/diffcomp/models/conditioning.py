@@ -124,3 +124,16 @@ def guided(fn: CondFn, scale: float, null_label: int) -> CondFn:
         return uncond + scale * (cond - uncond)
 
     return cfg
+
+
+def guided_pairs(eps: torch.Tensor, scale: float) -> torch.Tensor:
+    """The guided predictions of a batch whose inputs come in (label, null label) pairs (the
+    calibration layout under guidance, ``calib.selectors.gather``): ``eps_u + scale (eps_c -
+    eps_u)`` per pair; ``scale`` 1 returns ``eps`` as it is (no pairs)."""
+    if scale == 1.0:
+        return eps
+    if eps.shape[0] % 2:
+        raise ValueError(f"a guided batch holds (label, null label) pairs, got {eps.shape[0]} predictions")
+    pairs = eps.unflatten(0, (-1, 2))
+    cond, uncond = pairs[:, 0], pairs[:, 1]
+    return uncond + scale * (cond - uncond)

@@ -80,13 +80,16 @@ def train_qat(model: nn.Module, fp: nn.Module, traj, groups: Sequence[ParamGroup
     ``traj`` (``calib.trajectories.Trajectories``: inputs ``xs`` (S, N, C, H, W) at timesteps
     ``ts`` (S,)), in place. A batch is B trajectories' inputs at one step as calibration takes
     them (``calib.selectors.gather``): with their labels for a class-conditional model, and under
-    guidance each followed by its null-label twin, so the model learns both halves of the guided
-    prediction. ``stop_at``: return after that many optimiser steps, as a job killed there would
+    guidance each followed by its null-label twin; the loss then compares the guided predictions
+    ``eps_u + s (eps_c - eps_u)`` of the two models, as the released EfficientDM and MPQ-DM code
+    does. ``stop_at``: return after that many optimiser steps, as a job killed there would
     (tests). Returns statistics."""
     from ..calib.selectors import gather
+    from ..models.conditioning import guided_pairs
 
     device = torch.device(device)
     ts = traj.ts
+    scale = float(traj.meta.get("sampler", {}).get("guidance", 1.0)) if traj.labels is not None else 1.0
     S, N = int(traj.xs.shape[0]), int(traj.xs.shape[1])
     B = min(schedule.batch_size, N)
     total = schedule.epochs * S
@@ -127,8 +130,8 @@ def train_qat(model: nn.Module, fp: nn.Module, traj, groups: Sequence[ParamGroup
             for s in range(S):
                 batch = tuple(v.to(device) for v in gather(traj, torch.full_like(idx, s), idx).tensors())
                 with torch.no_grad():
-                    ref = fp(*batch).sample
-                out = model(*batch).sample
+                    ref = guided_pairs(fp(*batch).sample, scale)
+                out = guided_pairs(model(*batch).sample, scale)
                 mse = (out - ref).pow(2).sum()
                 loss = mse
                 for term in terms:
@@ -140,7 +143,7 @@ def train_qat(model: nn.Module, fp: nn.Module, traj, groups: Sequence[ParamGroup
                 opt.step()
                 sched.step()
                 history.append(loss.detach())
-                per_step[s] += float(mse.detach()) / len(batch[0])
+                per_step[s] += float(mse.detach()) / len(out)
                 per_step_n[s] += 1
                 done += 1
                 bar.update(1)

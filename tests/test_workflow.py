@@ -789,6 +789,11 @@ def test_the_latent_paper_configs_plan_their_downloads_conversion_and_protocol(r
     assert "--bytes 1827378153" in out and "--format ldm" in out and "--heads 1" in out
     assert "--pin --out resources/reference/VIRTUAL_imagenet256_labeled.npz" in out
     assert '"guidance": 3.0' in out and '"skip": "ldm"' in out and '"steps": 20' in out
+    # the converted folder's autoencoder is declared before it exists: what reads the model lists
+    # it on the first run and on every later one (a list that grew once it existed would rerun all)
+    vae = "resources/checkpoints/cin256-v2/vae/diffusion_pytorch_model.safetensors"
+    assert vae in _job_inputs(p, "quantize")["results/quant/qdiffusion-w4a8.safetensors"]
+    assert re.search(rf"rule convert:\n(    .*\n)*?    output: [^\n]*{re.escape(vae)}", out)
     p = snakemake(repo_copy, "-n", "-p", "--configfile=config/lsun-bedroom-ldm4.yaml", "results/table1.csv")
     out = p.stdout + p.stderr
     assert "--member model.ckpt" in out and "--head-channels 32" in out and '"eta": 1.0' in out

@@ -2,7 +2,9 @@
 
 Every model the workflow uses is a folder whose ``provenance.json`` records the sha256 of its
 weights: a diffusion pipeline (shipped, trained, distilled, downloaded and converted; key
-``sha256_unet``, and ``sha256_vae`` for the autoencoder of a latent model in ``vae/``) or the
+``sha256_unet``, ``sha256_vae`` for the autoencoder of a latent model in ``vae/``, and for a
+text-to-image model ``sha256_text_encoder`` for its CLIP text encoder in ``text_encoder/`` and
+``sha256_prompts`` for ``prompts.txt``, the prompts its images are conditioned on) or the
 feature classifier (key ``sha256``). ``verify`` checks the weights
 against that record before anything is loaded, and the rules depend on ``files(folder)`` (the
 weight file, its config, the record) rather than on the folder, so a changed file reruns what
@@ -40,6 +42,11 @@ FLAT_PIPELINE = Kind("diffusion model", UNET_WEIGHTS, ("config.json", "scheduler
 CLASSIFIER = Kind("feature network", CLASSIFIER_WEIGHTS, (), "sha256")
 # A latent model's autoencoder (VQ or KL), beside the UNet of a PIPELINE folder.
 AUTOENCODER = Kind("autoencoder", f"vae/{UNET_WEIGHTS}", ("vae/config.json",), "sha256_vae")
+# A text-to-image model's text encoder (its tokenizer's files are listed from tokenizer/) and the
+# prompts its images are conditioned on (one per line; image i gets prompt i mod K).
+TEXT_ENCODER = Kind("text encoder", "text_encoder/model.safetensors", ("text_encoder/config.json",),
+                    "sha256_text_encoder")
+PROMPTS = Kind("prompts", "prompts.txt", (), "sha256_prompts")
 
 
 def pipeline_kind(folder: str | Path) -> Kind:
@@ -57,11 +64,25 @@ def has_autoencoder(folder: str | Path) -> bool:
     return (Path(folder) / "vae").is_dir()
 
 
-def pipeline_files(folder: str | Path) -> list[str]:
-    """A diffusion model folder's files: the UNet's, and a latent model's autoencoder's (one record)."""
+def has_text_encoder(folder: str | Path) -> bool:
+    return (Path(folder) / "text_encoder").is_dir()
+
+
+TOKENIZER_FILES = ("tokenizer/vocab.json", "tokenizer/merges.txt")  # a CLIP tokenizer's vocabulary and merges
+
+
+def pipeline_files(folder: str | Path, autoencoder: bool | None = None, text: bool | None = None) -> list[str]:
+    """A diffusion model folder's files: the UNet's, a latent model's autoencoder's and a
+    text-to-image model's text encoder, tokenizer and prompts (one record). ``autoencoder`` and
+    ``text`` say which parts the folder has; None reads it from the folder, which a folder that
+    a rule is still to write cannot tell (its list must not change once it exists)."""
+    autoencoder = has_autoencoder(folder) if autoencoder is None else autoencoder
+    text = has_text_encoder(folder) if text is None else text
     out = files(folder, pipeline_kind(folder))
-    if has_autoencoder(folder):
+    if autoencoder:
         out[-1:-1] = files(folder, AUTOENCODER)[:-1]  # its weights and config; the record is the same file
+    if text:
+        out[-1:-1] = files(folder, TEXT_ENCODER)[:-1] + [str(Path(folder) / f) for f in (*TOKENIZER_FILES, PROMPTS.weights)]
     return out
 
 
@@ -100,6 +121,9 @@ def verify_pipeline(folder: str | Path) -> Path:
     """Check the UNet's weights (and a latent model's autoencoder's); returns the UNet's file."""
     if has_autoencoder(folder):
         verify(folder, AUTOENCODER)
+    if has_text_encoder(folder):
+        verify(folder, TEXT_ENCODER)
+        verify(folder, PROMPTS)
     return verify(folder, pipeline_kind(folder))
 
 

@@ -13,7 +13,7 @@ from diffcomp.methods import METHODS
 from diffcomp.hashing import code_hash
 from diffcomp.registry import modules_of
 from diffcomp.variant import PATTERN as VARIANT_PATTERN
-from diffcomp.weights import PIPELINE, classifier_files, files, pipeline_files
+from diffcomp.weights import classifier_files, pipeline_files
 
 
 def shq_json(obj):
@@ -64,10 +64,29 @@ def fp_model_dir():
     return f"resources/hub/{CFG.model.hub_id}"
 
 
+def fp_model_parts():
+    """(autoencoder, text encoder) of the FP model: read from a shipped folder; from the config for
+    a folder a rule writes (its file list must be the same before and after it exists).
+    """
+    if CFG.model.source == "shipped":
+        return None, None
+    latent = CFG.model.source == "checkpoint" and CFG.model.checkpoint.format == "ldm"
+    return latent, False
+
+
 def fp_model_files():
     """What a job reading the FP model depends on: its weight file, configs and checksum record
     (files, not the folder, so a changed weight file reruns the job)."""
-    return pipeline_files(fp_model_dir())
+    return pipeline_files(fp_model_dir(), *fp_model_parts())
+
+
+def model_files(folder):
+    """The files of the FP model or of a distilled student (students have neither part)."""
+    return (
+        fp_model_files()
+        if folder == fp_model_dir()
+        else pipeline_files(folder, False, False)
+    )
 
 
 def feature_net_dir():
@@ -125,9 +144,9 @@ def folder_of(files):
     )
 
 
-def model_outputs(folder):
+def model_outputs(folder, autoencoder=False):
     """The files a rule writing a diffusion model folder declares (dependents read them)."""
-    return files(folder, PIPELINE)
+    return pipeline_files(folder, autoencoder, False)
 
 
 def shard_range(i):
@@ -158,7 +177,7 @@ def distill_teacher(w):
 
 
 def distill_teacher_files(w):
-    return pipeline_files(distill_teacher(w))
+    return model_files(distill_teacher(w))
 
 
 def distill_feature_net():
@@ -203,7 +222,7 @@ def variant_model(w):
 
 
 def variant_model_files(w):
-    return pipeline_files(variant_model(w))
+    return model_files(variant_model(w))
 
 
 def variant_sampler(variant):

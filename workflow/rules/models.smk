@@ -82,7 +82,10 @@ rule convert:
         ckpt="resources/checkpoints/{ckpt}.ckpt",
         record="resources/checkpoints/{ckpt}.ckpt.json",
     output:
-        model_outputs("resources/checkpoints/{ckpt}"),
+        model_outputs(
+            "resources/checkpoints/{ckpt}",
+            autoencoder=CFG.model.checkpoint.format == "ldm",
+        ),
     log:
         "logs/convert/{ckpt}.log",
     benchmark:

@@ -71,13 +71,47 @@ def tiny_context_unet():
     return accept_labels(unet)
 
 
+PROMPTS = ["the cat", "a dog sat", "the red hat"]
+
+
+def tiny_text(prompts=PROMPTS):
+    """A CLIP text encoder and tokenizer of 16 tokens over a 58-entry vocabulary (letters, the
+    letters ending a word, two merges, the two special tokens), built offline."""
+    import string
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from diffcomp.models.pipeline import TextConditioning
+
+    vocab = {c: i for i, c in enumerate(string.ascii_lowercase)}
+    vocab.update({c + "</w>": 26 + i for i, c in enumerate(string.ascii_lowercase)})
+    for tok in ("th", "the</w>", "<|startoftext|>", "<|endoftext|>"):
+        vocab[tok] = len(vocab)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[("t", "h"), ("th", "e</w>")], model_max_length=16)
+    torch.manual_seed(4)
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                                           num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=16,
+                                           bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                                           pad_token_id=vocab["<|endoftext|>"])).eval()
+    return TextConditioning(encoder, tokenizer, list(prompts))
+
+
+def tiny_text_unet():
+    """Stable Diffusion's kind of denoiser: the context is the prompt's CLIP embedding (16 wide)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(5)
+    return _randomise(UNet2DConditionModel(**CONTEXT_ARCH))
+
+
 def _save_ldm(tmp_path_factory, kind: str, denoiser: str = "class"):
     from diffcomp.models.pipeline import save_pipeline
     from diffcomp.models.unet import build_scheduler
 
     path = tmp_path_factory.mktemp("ldm") / f"tiny-ldm-{kind}-{denoiser}"
-    unet = tiny_class_unet() if denoiser == "class" else tiny_context_unet()
-    save_pipeline(unet, build_scheduler(), path, provenance={"what": "test"}, vae=tiny_autoencoder(kind))
+    unet = {"class": tiny_class_unet, "context": tiny_context_unet, "text": tiny_text_unet}[denoiser]()
+    save_pipeline(unet, build_scheduler(), path, provenance={"what": "test"}, vae=tiny_autoencoder(kind),
+                  text=tiny_text() if denoiser == "text" else None)
     return path
 
 
@@ -91,6 +125,67 @@ def tiny_ldm_dir(request, tmp_path_factory):
 def tiny_kl_ldm_dir(tmp_path_factory):
     """One kind: for what only the UNet sees (calibration, quantization)."""
     return _save_ldm(tmp_path_factory, "kl")
+
+
+@pytest.fixture(scope="module")
+def tiny_text_ldm_dir(tmp_path_factory):
+    """A text-to-image latent model (Stable Diffusion's kind) conditioned on three prompts."""
+    return _save_ldm(tmp_path_factory, "kl", "text")
+
+
+def test_a_text_to_image_model_takes_prompt_ids_and_embeds_them_with_its_text_encoder(tiny_text_ldm_dir, tmp_path):
+    """Prompt id i is the UNet fed the text encoder's output for prompt i (id K: the empty
+    prompt), checked against the embedding computed by hand; the folder records and checks the
+    text encoder's and the prompts' sha256, and a changed prompts.txt is refused by name."""
+    from diffcomp.io import FileError
+    from diffcomp.models.conditioning import num_classes
+    from diffcomp.models.pipeline import load_pipeline
+    from diffcomp.weights import pipeline_files
+
+    pipe = load_pipeline(tiny_text_ldm_dir)
+    assert num_classes(pipe.unet) == len(PROMPTS) and pipe.text.prompts == PROMPTS
+    text = tiny_text()
+    x, t, ids = torch.randn(2, 3, 16, 16), torch.tensor([900, 100]), torch.tensor([1, len(PROMPTS)])
+    tokens = text.tokenizer(["a dog sat", ""], padding="max_length", max_length=16, return_tensors="pt").input_ids
+    with torch.no_grad():
+        by_hand = pipe.unet(x, t, text.encoder(tokens)[0]).sample
+        assert torch.allclose(pipe.unet(x, t, ids).sample, by_hand, atol=1e-5)
+        assert not torch.allclose(pipe.unet(x, t, torch.tensor([0, 2])).sample, by_hand)
+    names = {str(Path(f).relative_to(tiny_text_ldm_dir)) for f in pipeline_files(tiny_text_ldm_dir)}
+    assert {"text_encoder/model.safetensors", "tokenizer/tokenizer.json", "prompts.txt"} <= names
+    prov = json.loads((tiny_text_ldm_dir / "provenance.json").read_text())
+    assert len(prov["sha256_text_encoder"]) == len(prov["sha256_prompts"]) == 64
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_text_ldm_dir, bad)
+    (bad / "prompts.txt").write_text("the cat\nanother prompt\na dog sat\n")
+    with pytest.raises(FileError, match=str(bad / "prompts.txt")):
+        load_pipeline(bad)
+
+
+def test_a_hub_snapshot_of_a_text_to_image_model_is_converted_with_its_prompts(tmp_path):
+    """A hub-layout snapshot (no checksum record, tokenizer as vocab.json and merges.txt) becomes
+    a folder of this workflow's layout with the prompts given; without prompts it is refused."""
+    from diffcomp.models.conditioning import num_classes
+    from diffcomp.models.pipeline import convert_snapshot, load_pipeline
+
+    snap = tmp_path / "snap"
+    _save_ldm_to(snap, "text")
+    (snap / "prompts.txt").unlink()
+    (snap / "provenance.json").unlink()
+    with pytest.raises(ValueError, match="text-to-image model: give the prompts"):
+        convert_snapshot(snap, tmp_path / "out0", {"what": "test"})
+    convert_snapshot(snap, tmp_path / "out", {"what": "test"}, prompts=["a hat", "the dog"])
+    pipe = load_pipeline(tmp_path / "out")
+    assert num_classes(pipe.unet) == 2 and pipe.text.prompts == ["a hat", "the dog"]
+
+
+def _save_ldm_to(path, denoiser):
+    from diffcomp.models.pipeline import save_pipeline
+    from diffcomp.models.unet import build_scheduler
+
+    unet = {"class": tiny_class_unet, "context": tiny_context_unet, "text": tiny_text_unet}[denoiser]()
+    save_pipeline(unet, build_scheduler(), path, provenance={"what": "test"}, vae=tiny_autoencoder("kl"),
+                  text=tiny_text() if denoiser == "text" else None)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +219,7 @@ def test_a_class_context_unet_takes_labels_and_embeds_them_as_its_context(tiny_c
         assert torch.allclose(pipe.unet(x, t, labels).sample, out, atol=1e-6)
     assert pipe.sample_shape == (3, 16, 16) and num_classes(pipe.unet) == CLASSES
     cfg = tiny_context_ldm_dir / "unet/config.json"
-    for name, change, message in [("text", {"encoder_hid_dim_type": None}, "text-conditioned UNets"),
+    for name, change, message in [("text", {"encoder_hid_dim_type": None}, "or on text, which needs text_encoder"),
                                   ("odd", {"_class_name": "VQModel"}, "is not a denoiser")]:
         bad = tmp_path / name
         shutil.copytree(tiny_context_ldm_dir, bad)
@@ -293,16 +388,20 @@ QD_PARAMS = {"calibration": {"selector": "uniform", "steps": 3, "per_step": 8}, 
     ("qdiffusion", QD_PARAMS, "class"),
     ("qdiffusion", QD_PARAMS, "context"),
     ("mpqdm", {"epochs": 1, "batch_size": 4, "init_samples": 4, "lora_rank": 4, "omq_samples": 8}, "context"),
+    ("qdiffusion", QD_PARAMS, "text"),
 ])
-def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tiny_context_ldm_dir, tmp_path, method,
-                                                        params, denoiser):
+def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tiny_context_ldm_dir, tiny_text_ldm_dir,
+                                                        tmp_path, method, params, denoiser):
     """Calibration of a class-conditional model through the verbs: trajectories of guided sampling,
     a PTQ method on inputs with their labels and null twins, then guided sampling of the quantized
     UNet decoded through the FP autoencoder. Both kinds of class conditioning: the class embedding
     added to the timestep's, and the class as cross-attention context (whose embedding table stays
-    in full precision)."""
-    tiny_ldm_dir = tiny_kl_ldm_dir if denoiser == "class" else tiny_context_ldm_dir
-    sampler = json.dumps({"steps": 3, "skip": "uniform", "guidance": 2.0})
+    in full precision); and a text-to-image model (prompts through its text encoder) sampled with
+    PLMS on the latent-diffusion grid, as Stable Diffusion is."""
+    tiny_ldm_dir = {"class": tiny_kl_ldm_dir, "context": tiny_context_ldm_dir, "text": tiny_text_ldm_dir}[denoiser]
+    plms = denoiser == "text"
+    sampler = json.dumps({"name": "plms" if plms else "ddim", "steps": 3, "skip": "ldm" if plms else "uniform",
+                          "guidance": 2.0})
     traj = tmp_path / "traj.safetensors"
     _verb("trajectories", "--model", str(tiny_ldm_dir), "--sampler", sampler,
           "--cfg", json.dumps({"n_trajectories": 8, "batch_size": 8, "seed": 0}), "--out", str(traj), "--device", "cpu")
@@ -328,7 +427,8 @@ def test_a_guided_latent_model_is_quantized_and_sampled(tiny_kl_ldm_dir, tiny_co
           str(tmp_path / "q.npz"), "--fp-samples", str(tmp_path / "fp.npz"), "--variant", method, "--out",
           str(tmp_path / "d.json"), "--device", "cpu")
     diag = json.loads((tmp_path / "d.json").read_text())
-    assert [d["t"] for d in diag["per_step"]] == [666, 333, 0] and all(d["rel_err"] > 0 for d in diag["per_step"])
+    steps = [667, 334, 1] if plms else [666, 333, 0]
+    assert [d["t"] for d in diag["per_step"]] == steps and all(d["rel_err"] > 0 for d in diag["per_step"])
     _verb("correct", "--model", str(tiny_ldm_dir), "--quantized", str(q), "--trajectories", str(traj),
           "--bias-correction", "--eps-correction", "channel", "--out", str(tmp_path / "c.safetensors"), "--device", "cpu")
     _verb(*common, "--quantized", str(tmp_path / "c.safetensors"), "--out", str(tmp_path / "c.npz"))

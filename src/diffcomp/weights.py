@@ -68,7 +68,7 @@ def has_text_encoder(folder: str | Path) -> bool:
     return (Path(folder) / "text_encoder").is_dir()
 
 
-TOKENIZER_FILES = ("tokenizer/vocab.json", "tokenizer/merges.txt")  # a CLIP tokenizer's vocabulary and merges
+TOKENIZER_FILES = ("tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json")  # as save_pretrained writes them
 
 
 def pipeline_files(folder: str | Path, autoencoder: bool | None = None, text: bool | None = None) -> list[str]:

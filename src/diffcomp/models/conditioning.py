@@ -14,6 +14,14 @@ the LDM-4 ImageNet checkpoint, whose class embedding has 1001 rows for 1000 clas
   positional argument. Its ``encoder_hid_proj`` is the conditioning stage, not the denoiser:
   it is never quantized (``conditioning_modules``).
 
+A text-to-image denoiser (Stable Diffusion) is a ``UNet2DConditionModel`` whose context is a
+prompt's CLIP text embedding. Its "classes" are the K prompts of the model folder's
+``prompts.txt`` (image i gets prompt i mod K) and its null class is the empty prompt:
+``accept_prompts`` keeps the tokenized prompts as a buffer (``prompt_tokens``, K + 1 rows, the
+last the empty prompt) and a forward pre-hook turns an integer id into the text encoder's output
+for that row. The text encoder is held by the hook, not by the UNet, so it is never quantized
+or saved with a quantized model.
+
 Every denoiser call takes the conditioning as its third positional argument
 (``UNet2DModel(x, t, class_labels)``), so a calibration batch ``(x, t, labels)`` feeds a
 quantized model by ``model(*batch)`` exactly as ``(x, t)`` feeds an unconditional one.
@@ -41,9 +49,16 @@ def class_context(unet: torch.nn.Module) -> bool:
     return getattr(getattr(unet, "config", None), "encoder_hid_dim_type", None) == CLASS_CONTEXT
 
 
+def text_context(unet: torch.nn.Module) -> bool:
+    """Whether ``unet`` takes prompt ids (``accept_prompts``)."""
+    return isinstance(getattr(unet, "prompt_tokens", None), torch.Tensor)
+
+
 def num_classes(unet: torch.nn.Module) -> int | None:
     """K for a class-conditional UNet (its class embedding has K + 1 rows, the last the null
-    class); None for an unconditional one."""
+    class) or a text-to-image one (K prompts and the empty one); None for an unconditional one."""
+    if text_context(unet):
+        return int(unet.prompt_tokens.shape[0]) - 1
     cfg = getattr(unet, "config", None)
     rows = getattr(cfg, "encoder_hid_dim", None) if class_context(unet) else getattr(cfg, "num_class_embeds", None)
     if rows is None:
@@ -87,6 +102,39 @@ def accept_labels(unet: torch.nn.Module) -> torch.nn.Module:
         if not any(getattr(h, "__name__", "") == _labels_to_context.__name__ for h in hooks):
             unet.register_forward_pre_hook(_labels_to_context, with_kwargs=True)
     return unet
+
+
+def accept_prompts(unet: torch.nn.Module, text_encoder: torch.nn.Module, tokens: torch.Tensor) -> torch.nn.Module:
+    """A text-conditioned UNet that takes prompt ids as its third argument: ``tokens`` (K + 1,
+    L) are the tokenized prompts, the last row the empty prompt; the hook feeds the UNet the
+    text encoder's last hidden state of each id's row (no gradient: the text encoder is frozen)."""
+    if tokens.dim() != 2 or tokens.dtype != torch.long or tokens.shape[0] < 2:
+        raise ValueError(f"prompt tokens must be int64 (prompts + 1, length), got {tokens.dtype} {tuple(tokens.shape)}")
+    encoder = text_encoder.eval().requires_grad_(False)
+    unet.register_buffer("prompt_tokens", tokens, persistent=False)
+
+    def prompts_to_context(module, args, kwargs):
+        def context(c):
+            if isinstance(c, torch.Tensor) and not c.is_floating_point():
+                rows = module.prompt_tokens[c.reshape(-1).to(module.prompt_tokens.device)]
+                with torch.no_grad():
+                    return encoder(rows.to(next(encoder.parameters()).device))[0].to(c.device)
+            return c
+
+        if len(args) >= 3:
+            args = (*args[:2], context(args[2]), *args[3:])
+        elif "encoder_hidden_states" in kwargs:
+            kwargs = {**kwargs, "encoder_hidden_states": context(kwargs["encoder_hidden_states"])}
+        return args, kwargs
+
+    unet.register_forward_pre_hook(prompts_to_context, with_kwargs=True)
+    return unet
+
+
+def tokenize_prompts(tokenizer, prompts: Sequence[str]) -> torch.Tensor:
+    """The prompts and the empty prompt as padded token ids (K + 1, the tokenizer's length)."""
+    return tokenizer(list(prompts) + [""], padding="max_length", max_length=tokenizer.model_max_length,
+                     truncation=True, return_tensors="pt").input_ids.long()
 
 
 def labels_for(indices: Sequence[int], classes: int) -> torch.Tensor:

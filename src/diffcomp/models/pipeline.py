@@ -1,5 +1,7 @@
-"""Load and save diffusion pipelines as diffusers folders (``unet/`` + ``scheduler/``, and for a
-latent model ``vae/``: an ``AutoencoderKL`` or ``VQModel`` that only the final decode uses).
+"""Load and save diffusion pipelines as diffusers folders (``unet/`` + ``scheduler/``, for a
+latent model ``vae/``: an ``AutoencoderKL`` or ``VQModel`` that only the final decode uses, and
+for a text-to-image model ``text_encoder/`` (CLIP), ``tokenizer/`` and ``prompts.txt``, the
+prompts its images are conditioned on, one per line).
 
 The same loader serves the shipped default, a model trained by the ``train`` verb and a hub
 snapshot (``from_pretrained`` / ``snapshot_download`` into resources/), so the hub path is
@@ -17,10 +19,21 @@ import torch
 
 from ..io import damaged, missing
 from ..provenance import sha256_file
-from ..weights import AUTOENCODER, PIPELINE, PROVENANCE, has_autoencoder, verify_pipeline
+from ..weights import (AUTOENCODER, PIPELINE, PROMPTS, PROVENANCE, TEXT_ENCODER, has_autoencoder, has_text_encoder,
+                       verify_pipeline)
 
 AUTOENCODERS = ("AutoencoderKL", "VQModel")
 DENOISERS = ("UNet2DModel", "UNet2DConditionModel")
+
+
+@dataclass
+class TextConditioning:
+    """A text-to-image model's CLIP text encoder, its tokenizer and the prompts (K) its images
+    are conditioned on."""
+
+    encoder: torch.nn.Module
+    tokenizer: Any
+    prompts: list[str]
 
 
 @dataclass
@@ -33,6 +46,7 @@ class Pipeline:
     prediction_type: str = "epsilon"
     scheduler: Any = None  # the diffusers scheduler it was loaded with (to save a derived model)
     vae: torch.nn.Module | None = None
+    text: TextConditioning | None = None
 
     @property
     def num_train_timesteps(self) -> int:
@@ -59,12 +73,14 @@ def _subfolder(root: Path, name: str) -> str | None:
     return name if (root / name).is_dir() else None
 
 
-def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> Pipeline:
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: bool = True,
+                  prompts: list[str] | None = None) -> Pipeline:
     """Load a ``UNet2DModel`` + ``DDPMScheduler``/``DDIMScheduler`` folder written by ``save_pretrained``.
 
     The UNet's safetensors weights are checked against the sha256 in the folder's provenance.json
     first (``weights.verify``); only ``download_pipeline`` reads a fresh hub snapshot unchecked,
-    to convert it and record its checksum."""
+    to convert it and record its checksum. A text-to-image model's prompts come from its
+    ``prompts.txt``, or from ``prompts`` (a hub snapshot, which has none)."""
     from diffusers import DDPMScheduler
 
     root = Path(path)
@@ -72,7 +88,8 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
         raise missing(root, "the model folder does not exist")
     if verify:
         verify_pipeline(root)
-    unet = _load_denoiser(root, verify)
+    text = _load_text(root, verify, prompts) if has_text_encoder(root) else None
+    unet = _load_denoiser(root, verify, text is not None)
     sched_sub = _subfolder(root, "scheduler")
     sched_cfg = (root / sched_sub / "scheduler_config.json") if sched_sub else (root / "scheduler_config.json")
     if not sched_cfg.exists():
@@ -84,6 +101,11 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
         raise damaged(sched_cfg, f"prediction_type {scheduler.config.prediction_type!r} is unknown",
                       f"set it to one of {sorted(FROM_DIFFUSERS)}")
     unet.eval().requires_grad_(False).to(device)
+    if text is not None:
+        from .conditioning import accept_prompts, tokenize_prompts
+
+        text.encoder.eval().requires_grad_(False).to(device)
+        accept_prompts(unet, text.encoder, tokenize_prompts(text.tokenizer, text.prompts).to(device))
     vae = _load_autoencoder(root, verify) if has_autoencoder(root) else None
     if vae is not None:
         vae.eval().requires_grad_(False).to(device)
@@ -96,12 +118,14 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
         prediction_type=scheduler.config.prediction_type,
         scheduler=scheduler,
         vae=vae,
+        text=text,
     )
 
 
-def _load_denoiser(root: Path, verify: bool) -> torch.nn.Module:
-    """The UNet: a ``UNet2DModel`` (unconditional or with a class embedding) or a class-context
-    ``UNet2DConditionModel`` (``models.conditioning``), which takes integer labels once loaded."""
+def _load_denoiser(root: Path, verify: bool, text: bool = False) -> torch.nn.Module:
+    """The UNet: a ``UNet2DModel`` (unconditional or with a class embedding), a class-context
+    ``UNet2DConditionModel`` (``models.conditioning``), which takes integer labels once loaded,
+    or, with ``text`` (the folder has a text encoder), a text-conditioned one."""
     import diffusers
 
     from ..io import read_json_object
@@ -116,15 +140,40 @@ def _load_denoiser(root: Path, verify: bool) -> torch.nn.Module:
     if name not in DENOISERS:
         raise damaged(cfg_path, f"_class_name {name!r} is not a denoiser this workflow runs",
                       f"expected one of {', '.join(DENOISERS)}")
-    if name == "UNet2DConditionModel" and cfg.get("encoder_hid_dim_type") != CLASS_CONTEXT:
-        raise damaged(cfg_path, "a UNet2DConditionModel is run here only when conditioned on a class "
-                      f"(encoder_hid_dim_type {CLASS_CONTEXT!r}, encoder_hid_dim = classes + 1)",
-                      "text-conditioned UNets are not supported yet")
+    if name == "UNet2DConditionModel" and cfg.get("encoder_hid_dim_type") != CLASS_CONTEXT and not text:
+        raise damaged(cfg_path, "a UNet2DConditionModel is conditioned on a class (encoder_hid_dim_type "
+                      f"{CLASS_CONTEXT!r}, encoder_hid_dim = classes + 1) or on text, which needs text_encoder/, "
+                      "tokenizer/ and prompts.txt beside it")
     unet = getattr(diffusers, name).from_pretrained(root, subfolder=sub, use_safetensors=True if verify else None)
     try:
         return accept_labels(unet)
     except ValueError as e:
         raise damaged(cfg_path, str(e)) from None
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts, one per line (UTF-8; a trailing newline is fine); an empty file or an empty line
+    is one ``FileError`` naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise missing(path, "a text-to-image model folder holds its prompts there, one per line")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    empty = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+    if not lines or empty:
+        raise damaged(path, f"line {empty[0]} is empty" if empty else "it holds no prompt",
+                      "one non-empty prompt per line (the empty prompt is the guidance's null condition)")
+    return lines
+
+
+def _load_text(root: Path, verify: bool, prompts: list[str] | None) -> TextConditioning:
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError:
+        raise damaged(root / "text_encoder", "a text-to-image model needs the transformers package",
+                      "pip install -e '.[text]'") from None
+    encoder = CLIPTextModel.from_pretrained(root / "text_encoder", use_safetensors=True if verify else None)
+    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
+    return TextConditioning(encoder, tokenizer, list(prompts) if prompts is not None else read_prompts(root / PROMPTS.weights))
 
 
 def _load_autoencoder(root: Path, verify: bool) -> torch.nn.Module:
@@ -142,10 +191,13 @@ def _load_autoencoder(root: Path, verify: bool) -> torch.nn.Module:
     return getattr(diffusers, name).from_pretrained(root, subfolder="vae", use_safetensors=True if verify else None)
 
 
-def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = None, vae=None) -> None:
+def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = None, vae=None,
+                  text: TextConditioning | None = None) -> None:
     """Write ``model_index.json``, ``unet/``, ``scheduler/`` (a ``DDPMPipeline`` folder), for a
-    latent model ``vae/``, and ``provenance.json``: ``provenance`` plus the sha256 of the UNet's
-    weights (``sha256_unet``) and the autoencoder's (``sha256_vae``), which every later load checks."""
+    latent model ``vae/``, for a text-to-image model ``text_encoder/``, ``tokenizer/`` and
+    ``prompts.txt``, and ``provenance.json``: ``provenance`` plus the sha256 of the UNet's weights
+    (``sha256_unet``), the autoencoder's (``sha256_vae``), the text encoder's
+    (``sha256_text_encoder``) and the prompts' (``sha256_prompts``), which every later load checks."""
     from diffusers import DDPMPipeline
 
     path = Path(path)
@@ -159,10 +211,23 @@ def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = N
         index["vae"] = ["diffusers", type(vae).__name__]
         (path / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         rec[AUTOENCODER.key] = sha256_file(path / AUTOENCODER.weights)
+    if text is not None:
+        if any(not p.strip() or "\n" in p for p in text.prompts) or not text.prompts:
+            raise ValueError("prompts must be non-empty single lines")
+        text.encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
+        text.tokenizer.save_pretrained(path / "tokenizer")
+        (path / PROMPTS.weights).write_text("\n".join(text.prompts) + "\n", encoding="utf-8")
+        index = json.loads((path / "model_index.json").read_text())
+        index.update(text_encoder=["transformers", type(text.encoder).__name__],
+                     tokenizer=["transformers", type(text.tokenizer).__name__])
+        (path / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        rec[TEXT_ENCODER.key] = sha256_file(path / TEXT_ENCODER.weights)
+        rec[PROMPTS.key] = sha256_file(path / PROMPTS.weights)
     (path / PROVENANCE).write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def download_pipeline(repo_id: str, path: str | Path, revision: str | None = None) -> Path:
+def download_pipeline(repo_id: str, path: str | Path, revision: str | None = None,
+                      prompts: list[str] | None = None) -> Path:
     """Snapshot a hub repository (needs internet), load it (``.bin`` weights through diffusers'
     ``weights_only`` loader) and convert it into a folder of this workflow's layout at ``path``:
     safetensors weights whose sha256 is recorded in provenance.json (with the sha256 of every
@@ -175,15 +240,19 @@ def download_pipeline(repo_id: str, path: str | Path, revision: str | None = Non
         snap = Path(snapshot_download(repo_id=repo_id, revision=revision, local_dir=tmp,
                                       allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.md"]))
         convert_snapshot(snap, path, {"what": f"hub model {repo_id} converted to safetensors by `diffcomp download`",
-                                      "hub_id": repo_id, "revision": revision})
+                                      "hub_id": repo_id, "revision": revision}, prompts)
     return Path(path)
 
 
-def convert_snapshot(snapshot: str | Path, path: str | Path, provenance: dict) -> None:
+def convert_snapshot(snapshot: str | Path, path: str | Path, provenance: dict, prompts: list[str] | None = None) -> None:
     """A model folder without a checksum record (a fresh hub snapshot, either layout) written as a
-    folder of this workflow's layout, with the sha256 of every source file and of the new weights."""
+    folder of this workflow's layout, with the sha256 of every source file and of the new weights.
+    A text-to-image model gets ``prompts`` (its images' conditions) as its prompts.txt."""
     snap = Path(snapshot)
-    pipe = load_pipeline(snap, verify=False)  # fails here, not three rules later, if it is no UNet pipeline
+    if has_text_encoder(snap) and prompts is None:
+        raise ValueError(f"{snap} is a text-to-image model: give the prompts its images are conditioned on")
+    pipe = load_pipeline(snap, verify=False, prompts=prompts)  # fails here, not three rules later, if it is no UNet pipeline
     sources = {str(f.relative_to(snap)): sha256_file(f) for f in sorted(snap.rglob("*"))
                if f.is_file() and ".cache" not in f.parts}
-    save_pipeline(pipe.unet, pipe.scheduler, path, provenance={**provenance, "source_sha256": sources}, vae=pipe.vae)
+    save_pipeline(pipe.unet, pipe.scheduler, path, provenance={**provenance, "source_sha256": sources}, vae=pipe.vae,
+                  text=pipe.text)

@@ -816,3 +816,21 @@ def test_a_downloaded_reference_batch_is_checked_against_its_record(tmp_path):
                         "--feature-extractor", "inception-v3-compat", "--out", str(tmp_path / "stats.npz")],
                        env=env, capture_output=True, text=True)
     assert p.returncode == 1 and f"{ref}: sha256" in p.stderr and "does not match its record" in p.stderr
+
+
+def test_a_text_to_image_hub_model_is_downloaded_with_its_prompts(repo_copy, tmp_path):
+    """model.prompts names the prompts of a hub text-to-image model: the download job takes the
+    file and writes the text encoder, tokenizer and prompts into the folder, which every job
+    reading the model lists (before the folder exists, so the list never changes)."""
+    prompts = repo_copy / "resources/prompts.txt"
+    prompts.write_text("a cat\nthe dog\n")
+    p = snakemake(repo_copy, "-n", "-p", "--config", "model={source: hub, hub_id: owner/tiny-sd, prompts: "
+                  "resources/prompts.txt}", "--", "results/calib/trajectories.safetensors")
+    out = p.stdout + p.stderr
+    assert "--hub-id owner/tiny-sd  --prompts resources/prompts.txt" in out
+    inputs = _job_inputs(p, "trajectories")["results/calib/trajectories.safetensors"]
+    for f in ("text_encoder/model.safetensors", "tokenizer/tokenizer.json", "prompts.txt", "vae/config.json"):
+        assert f"resources/hub/owner/tiny-sd/{f}" in inputs
+    bad = snakemake(repo_copy, "-n", "--config", "model={source: hub, hub_id: owner/tiny-sd, prompts: nowhere.txt}",
+                    "--", "results/calib/trajectories.safetensors", check=False)
+    assert bad.returncode != 0 and "config key 'model.prompts'" in bad.stdout + bad.stderr

@@ -282,6 +282,9 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
                           f"are {cfg.n_shards()} sample jobs per variant, more than {MAX_SHARDS}; raise shard_size")
     if cfg.model.source == "hub" and not cfg.model.hub_id:
         raise ConfigError("config key 'model.hub_id': required when model.source is 'hub'")
+    if cfg.model.prompts and cfg.model.source != "hub":
+        raise ConfigError("config key 'model.prompts': only a hub text-to-image model takes its prompts from the "
+                          "config (a shipped or converted folder holds its own prompts.txt)")
     ds = cfg.dataset
     if ds.name == "cifar10" and (ds.source != "torchvision" or ds.image_size != 32):
         raise ConfigError("config key 'dataset.source': cifar10 is read through torchvision (source: torchvision, "
@@ -339,6 +342,9 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
     if cfg.feature_net.name == "inception-v3-compat" and w and not _resolve(w, base).is_file():
         raise ConfigError(f"config key 'feature_net.weights_path': {_resolve(w, base)} does not exist (torch-fidelity's "
                           "weights-inception-2015-12-05-6726825d.pth; null lets torch-fidelity download it)")
+    if cfg.model.prompts and not _resolve(cfg.model.prompts, base).is_file():
+        raise ConfigError(f"config key 'model.prompts': {_resolve(cfg.model.prompts, base)} does not exist (a text "
+                          "file of prompts, one per line)")
     ref = cfg.evaluation.reference
     if ref.endswith(".npz") and not cfg.evaluation.reference_url and not _resolve(ref, base).is_file():
         raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} does not exist (an ADM reference "

@@ -89,6 +89,7 @@ class ModelConfig:
     path: str | None = "resources/models/fmnist-ddpm"
     hub_id: str | None = None
     revision: str | None = None
+    prompts: str | None = None  # a text-to-image hub model: its images' prompts, one per line
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     arch: UNetArch = field(default_factory=UNetArch)
     train: TrainConfig = field(default_factory=TrainConfig)

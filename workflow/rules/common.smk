@@ -70,6 +70,9 @@ def fp_model_parts():
     """
     if CFG.model.source == "shipped":
         return None, None
+    # a hub model with prompts is a text-to-image model (latent too)
+    if CFG.model.source == "hub" and CFG.model.prompts:
+        return True, True
     latent = CFG.model.source == "checkpoint" and CFG.model.checkpoint.format == "ldm"
     return latent, False
 
@@ -144,9 +147,9 @@ def folder_of(files):
     )
 
 
-def model_outputs(folder, autoencoder=False):
+def model_outputs(folder, autoencoder=False, text=False):
     """The files a rule writing a diffusion model folder declares (dependents read them)."""
-    return pipeline_files(folder, autoencoder, False)
+    return pipeline_files(folder, autoencoder, text)
 
 
 def shard_range(i):

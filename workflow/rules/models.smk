@@ -29,8 +29,10 @@ rule train:
 
 
 rule download:
+    input:
+        prompts=[CFG.model.prompts] if CFG.model.prompts else [],
     output:
-        model_outputs("resources/hub/{owner}/{repo}"),
+        model_outputs("resources/hub/{owner}/{repo}", *fp_model_parts()),
     log:
         "logs/download/{owner}_{repo}.log",
     benchmark:
@@ -48,8 +50,12 @@ rule download:
             if CFG.model.revision
             else ""
         ),
+        prompts=lambda w, input: (
+            f"--prompts {shlex.quote(input.prompts[0])}" if input.prompts else ""
+        ),
     shell:
-        '"$DIFFCOMP_PY" -m diffcomp.cli download --hub-id {params.hub_id:q} {params.revision} --out {params.out:q} 2> {log:q}'
+        '"$DIFFCOMP_PY" -m diffcomp.cli download --hub-id {params.hub_id:q} {params.revision} {params.prompts}'
+        " --out {params.out:q} 2> {log:q}"
 
 
 # An original DDPM checkpoint (the papers' EMA CIFAR-10 model by default): fetched from its URL

@@ -74,22 +74,25 @@ def conditioning_modules(unet: torch.nn.Module) -> tuple[str, ...]:
     return ("encoder_hid_proj",) if class_context(unet) else ()
 
 
-def _labels_to_context(module: torch.nn.Module, args: tuple, kwargs: dict):
-    """Forward pre-hook of a class-context UNet: an integer third argument (or
-    ``encoder_hidden_states``) becomes the one-hot context ``(B, 1, K + 1)``."""
-    rows = module.config.encoder_hid_dim
-    dtype = module.encoder_hid_proj.weight.dtype
+def _ids_to_context(args: tuple, kwargs: dict, embed: Callable[[torch.Tensor], torch.Tensor]) -> tuple[tuple, dict]:
+    """A UNet call's arguments with its conditioning (the third positional argument, or
+    ``encoder_hidden_states``) replaced by ``embed(ids)`` when it is an integer tensor of ids."""
 
-    def one_hot(c):
-        if isinstance(c, torch.Tensor) and not c.is_floating_point():
-            return torch.nn.functional.one_hot(c.reshape(-1), rows).to(dtype)[:, None, :]
-        return c
+    def convert(c):
+        return embed(c.reshape(-1)) if isinstance(c, torch.Tensor) and not c.is_floating_point() else c
 
     if len(args) >= 3:
-        args = (*args[:2], one_hot(args[2]), *args[3:])
+        args = (*args[:2], convert(args[2]), *args[3:])
     elif "encoder_hidden_states" in kwargs:
-        kwargs = {**kwargs, "encoder_hidden_states": one_hot(kwargs["encoder_hidden_states"])}
+        kwargs = {**kwargs, "encoder_hidden_states": convert(kwargs["encoder_hidden_states"])}
     return args, kwargs
+
+
+def _labels_to_context(module: torch.nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook of a class-context UNet: integer labels become the one-hot context
+    ``(B, 1, K + 1)``."""
+    rows, dtype = module.config.encoder_hid_dim, module.encoder_hid_proj.weight.dtype
+    return _ids_to_context(args, kwargs, lambda ids: torch.nn.functional.one_hot(ids, rows).to(dtype)[:, None, :])
 
 
 def accept_labels(unet: torch.nn.Module) -> torch.nn.Module:
@@ -114,18 +117,12 @@ def accept_prompts(unet: torch.nn.Module, text_encoder: torch.nn.Module, tokens:
     unet.register_buffer("prompt_tokens", tokens, persistent=False)
 
     def prompts_to_context(module, args, kwargs):
-        def context(c):
-            if isinstance(c, torch.Tensor) and not c.is_floating_point():
-                rows = module.prompt_tokens[c.reshape(-1).to(module.prompt_tokens.device)]
-                with torch.no_grad():
-                    return encoder(rows.to(next(encoder.parameters()).device))[0].to(c.device)
-            return c
+        def embed(ids):
+            rows = module.prompt_tokens[ids.to(module.prompt_tokens.device)]
+            with torch.no_grad():
+                return encoder(rows.to(next(encoder.parameters()).device))[0].to(ids.device)
 
-        if len(args) >= 3:
-            args = (*args[:2], context(args[2]), *args[3:])
-        elif "encoder_hidden_states" in kwargs:
-            kwargs = {**kwargs, "encoder_hidden_states": context(kwargs["encoder_hidden_states"])}
-        return args, kwargs
+        return _ids_to_context(args, kwargs, embed)
 
     unet.register_forward_pre_hook(prompts_to_context, with_kwargs=True)
     return unet

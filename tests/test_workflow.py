@@ -603,8 +603,11 @@ def test_micro_dag_on_a_real_slurm_cluster(micro_run, micro_latent_run, tmp_path
     wd = make_copy(tmp_path / "wd")
     latent = latent_copy(tmp_path / "latent")
     with slurm_cluster(tmp_path / "slurm") as partition:
-        # --default-resources takes every value up to the next option: --jobs follows it
+        # --default-resources takes every value up to the next option: --jobs follows it. The plugin
+        # checks job states every 40 s by default (and 10 s longer after each check that finds
+        # none finished); the micro jobs take seconds, so the test checks every 3 s.
         slurm_args = ["--profile", "workflow/profiles/slurm", "--slurm-no-account", "--slurm-status-command", "squeue",
+                      "--slurm-init-seconds-before-status-checks", "3",
                       "--default-resources", f"slurm_partition={partition}", "--jobs", "4"]
         t0 = time.time()
         p = snakemake(wd, *slurm_args, *MICRO, "results/table1.csv", slurm=True)

@@ -143,34 +143,36 @@ def to_original(sd: Mapping[str, torch.Tensor], n_levels: int) -> dict[str, torc
 
 def _original_keys(sd: Mapping[str, torch.Tensor], n_levels: int) -> list[str]:
     """Candidate original keys for a diffusers state dict (every key the inverse must cover)."""
+    return [key for k in sd if (key := original_key(k, n_levels)) is not None]
+
+
+def original_key(name: str, n_levels: int) -> str | None:
+    """The original key of one diffusers key (None for a name of no original block; ``KeyError``
+    for an unknown parameter of a resnet or attention); the latent-diffusion first stage's encoder
+    and decoder use the same layout."""
     rev_res = {v: k for k, v in _RESNET.items()}
     rev_attn = {v: k for k, v in _ATTN.items()}
     rev_simple = {"time_embedding.linear_1": "temb.dense.0", "time_embedding.linear_2": "temb.dense.1",
                   "conv_in": "conv_in", "conv_norm_out": "norm_out", "conv_out": "conv_out"}
-    keys = []
-    for k in sd:
-        stem, _, param = k.rpartition(".")
-        if stem in rev_simple:
-            keys.append(f"{rev_simple[stem]}.{param}")
-            continue
-        m = re.fullmatch(r"(down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.+)", stem)
-        mm = re.fullmatch(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)", stem)
-        if m:
-            side, idx, kind, j, rest = m.groups()
-            level = int(idx) if side == "down" else n_levels - 1 - int(idx)
-            if kind == "resnets":
-                keys.append(f"{side}.{level}.block.{j}.{rev_res[rest]}.{param}")
-            elif kind == "attentions":
-                keys.append(f"{side}.{level}.attn.{j}.{rev_attn[rest]}.{param}")
-            else:
-                keys.append(f"{side}.{level}.{kind[:-2]}.conv.{param}")
-        elif mm:
-            kind, j, rest = mm.groups()
-            if kind == "resnets":
-                keys.append(f"mid.block_{int(j) + 1}.{rev_res[rest]}.{param}")
-            else:
-                keys.append(f"mid.attn_1.{rev_attn[rest]}.{param}")
-    return keys
+    stem, _, param = name.rpartition(".")
+    if stem in rev_simple:
+        return f"{rev_simple[stem]}.{param}"
+    m = re.fullmatch(r"(down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.+)", stem)
+    mm = re.fullmatch(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)", stem)
+    if m:
+        side, idx, kind, j, rest = m.groups()
+        level = int(idx) if side == "down" else n_levels - 1 - int(idx)
+        if kind == "resnets":
+            return f"{side}.{level}.block.{j}.{rev_res[rest]}.{param}"
+        if kind == "attentions":
+            return f"{side}.{level}.attn.{j}.{rev_attn[rest]}.{param}"
+        return f"{side}.{level}.{kind[:-2]}.conv.{param}"
+    if mm:
+        kind, j, rest = mm.groups()
+        if kind == "resnets":
+            return f"mid.block_{int(j) + 1}.{rev_res[rest]}.{param}"
+        return f"mid.attn_1.{rev_attn[rest]}.{param}"
+    return None
 
 
 def load_original(path: str, member: str | None = None) -> dict[str, torch.Tensor]:

@@ -43,13 +43,14 @@ from typing import Mapping
 
 import torch
 
+from .ddpm_checkpoint import original_key
+
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
 CLASS_TABLE = "cond_stage_model.embedding.weight"
 _RES = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1", "norm2": "out_layers.0",
         "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
 _LEGACY = {"group_norm": "norm", "to_out.0": "proj_out"}
-_VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
 
 class LDMCheckpointError(ValueError):
@@ -217,23 +218,19 @@ def _attn(rest: str, arch: LDMArch) -> str:
 
 
 def vae_key(name: str, levels: int) -> str:
-    """The checkpoint key (without ``first_stage_model.``) of a diffusers autoencoder parameter."""
-    if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.+)", name):
-        return f"{m.group(1)}.mid.block_{int(m.group(2)) + 1}.{m.group(3).replace('conv_shortcut', 'nin_shortcut')}"
-    if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.+)\.(\w+)", name):
-        if m.group(2) not in _VAE_ATTN:
-            raise LDMCheckpointError(f"unknown first-stage attention parameter {name!r}")
-        return f"{m.group(1)}.mid.attn_1.{_VAE_ATTN[m.group(2)]}.{m.group(3)}"
-    if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", name):
-        return f"encoder.down.{m.group(1)}.block.{m.group(2)}.{m.group(3).replace('conv_shortcut', 'nin_shortcut')}"
-    if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(\w+)", name):
-        return f"encoder.down.{m.group(1)}.downsample.conv.{m.group(2)}"
-    if m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", name):
-        i = levels - 1 - int(m.group(1))
-        return f"decoder.up.{i}.block.{m.group(2)}.{m.group(3).replace('conv_shortcut', 'nin_shortcut')}"
-    if m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(\w+)", name):
-        return f"decoder.up.{levels - 1 - int(m.group(1))}.upsample.conv.{m.group(2)}"
-    return name.replace("conv_norm_out", "norm_out")
+    """The checkpoint key (without ``first_stage_model.``) of a diffusers autoencoder parameter:
+    the encoder's and decoder's are the DDPM ``Model`` layout's (``ddpm_checkpoint.original_key``),
+    the rest (``quant_conv``, ``post_quant_conv``, ``quantize``) keep their names."""
+    part, _, rest = name.partition(".")
+    if part not in ("encoder", "decoder"):
+        return name
+    try:
+        key = original_key(rest, levels)
+    except KeyError:
+        key = None
+    if key is None:
+        raise LDMCheckpointError(f"no checkpoint counterpart for the autoencoder's {name!r}")
+    return f"{part}.{key}"
 
 
 def _legacy_qkv(qkv: torch.Tensor, which: int, h: int) -> torch.Tensor:

@@ -42,9 +42,10 @@ FLAT_PIPELINE = Kind("diffusion model", UNET_WEIGHTS, ("config.json", "scheduler
 CLASSIFIER = Kind("feature network", CLASSIFIER_WEIGHTS, (), "sha256")
 # A latent model's autoencoder (VQ or KL), beside the UNet of a PIPELINE folder.
 AUTOENCODER = Kind("autoencoder", f"vae/{UNET_WEIGHTS}", ("vae/config.json",), "sha256_vae")
-# A text-to-image model's text encoder (its tokenizer's files are listed from tokenizer/) and the
-# prompts its images are conditioned on (one per line; image i gets prompt i mod K).
-TEXT_ENCODER = Kind("text encoder", "text_encoder/model.safetensors", ("text_encoder/config.json",),
+# A text-to-image model's text encoder with its tokenizer's files (as save_pretrained writes them)
+# and the prompts its images are conditioned on (one per line; image i gets prompt i mod K).
+TEXT_ENCODER = Kind("text encoder", "text_encoder/model.safetensors",
+                    ("text_encoder/config.json", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"),
                     "sha256_text_encoder")
 PROMPTS = Kind("prompts", "prompts.txt", (), "sha256_prompts")
 
@@ -68,9 +69,6 @@ def has_text_encoder(folder: str | Path) -> bool:
     return (Path(folder) / "text_encoder").is_dir()
 
 
-TOKENIZER_FILES = ("tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json")  # as save_pretrained writes them
-
-
 def pipeline_files(folder: str | Path, autoencoder: bool | None = None, text: bool | None = None) -> list[str]:
     """A diffusion model folder's files: the UNet's, a latent model's autoencoder's and a
     text-to-image model's text encoder, tokenizer and prompts (one record). ``autoencoder`` and
@@ -82,7 +80,7 @@ def pipeline_files(folder: str | Path, autoencoder: bool | None = None, text: bo
     if autoencoder:
         out[-1:-1] = files(folder, AUTOENCODER)[:-1]  # its weights and config; the record is the same file
     if text:
-        out[-1:-1] = files(folder, TEXT_ENCODER)[:-1] + [str(Path(folder) / f) for f in (*TOKENIZER_FILES, PROMPTS.weights)]
+        out[-1:-1] = files(folder, TEXT_ENCODER)[:-1] + files(folder, PROMPTS)[:-1]
     return out
 
 

@@ -88,10 +88,7 @@ rule convert:
         ckpt="resources/checkpoints/{ckpt}.ckpt",
         record="resources/checkpoints/{ckpt}.ckpt.json",
     output:
-        model_outputs(
-            "resources/checkpoints/{ckpt}",
-            autoencoder=CFG.model.checkpoint.format == "ldm",
-        ),
+        model_outputs("resources/checkpoints/{ckpt}", *fp_model_parts()),
     log:
         "logs/convert/{ckpt}.log",
     benchmark:

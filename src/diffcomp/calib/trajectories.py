@@ -32,6 +32,13 @@ class Trajectories:
             raise ValueError(f"labels must be int64 of shape ({self.xs.shape[1]},), got {self.labels.dtype} "
                              f"{tuple(self.labels.shape)}")
 
+    @property
+    def guidance(self) -> float:
+        """The guidance scale of the sampler that drew them (1: none, and for unlabelled ones)."""
+        if self.labels is None:
+            return 1.0
+        return float(self.meta.get("sampler", {}).get("guidance", 1.0))
+
     def step_inputs(self, s: int, start: int = 0, stop: int | None = None) -> tuple:
         """The model inputs at step ``s`` of trajectories ``[start, stop)`` as calibration takes
         them (``calib.selectors.gather``): ``(x, t)``, or ``(x, t, labels)`` for a class-conditional

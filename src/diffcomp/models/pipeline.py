@@ -203,13 +203,12 @@ def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = N
     path = Path(path)
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path, safe_serialization=True)
     rec = {**(provenance or {}), PIPELINE.key: sha256_file(path / PIPELINE.weights)}
+    components = {}  # model_index.json entries beside the DDPMPipeline's unet and scheduler
     if vae is not None:
         if type(vae).__name__ not in AUTOENCODERS:
             raise TypeError(f"the autoencoder must be one of {', '.join(AUTOENCODERS)}, got {type(vae).__name__}")
         vae.save_pretrained(path / "vae", safe_serialization=True)
-        index = json.loads((path / "model_index.json").read_text())
-        index["vae"] = ["diffusers", type(vae).__name__]
-        (path / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        components["vae"] = ["diffusers", type(vae).__name__]
         rec[AUTOENCODER.key] = sha256_file(path / AUTOENCODER.weights)
     if text is not None:
         if any(not p.strip() or "\n" in p for p in text.prompts) or not text.prompts:
@@ -217,12 +216,13 @@ def save_pipeline(unet, scheduler, path: str | Path, provenance: dict | None = N
         text.encoder.save_pretrained(path / "text_encoder", safe_serialization=True)
         text.tokenizer.save_pretrained(path / "tokenizer")
         (path / PROMPTS.weights).write_text("\n".join(text.prompts) + "\n", encoding="utf-8")
-        index = json.loads((path / "model_index.json").read_text())
-        index.update(text_encoder=["transformers", type(text.encoder).__name__],
-                     tokenizer=["transformers", type(text.tokenizer).__name__])
-        (path / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        components.update(text_encoder=["transformers", type(text.encoder).__name__],
+                          tokenizer=["transformers", type(text.tokenizer).__name__])
         rec[TEXT_ENCODER.key] = sha256_file(path / TEXT_ENCODER.weights)
         rec[PROMPTS.key] = sha256_file(path / PROMPTS.weights)
+    if components:
+        index = json.loads((path / "model_index.json").read_text())
+        (path / "model_index.json").write_text(json.dumps({**index, **components}, indent=2, sort_keys=True) + "\n")
     (path / PROVENANCE).write_text(json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
 
 

@@ -88,8 +88,7 @@ def train_qat(model: nn.Module, fp: nn.Module, traj, groups: Sequence[ParamGroup
     from ..models.conditioning import guided_pairs
 
     device = torch.device(device)
-    ts = traj.ts
-    scale = float(traj.meta.get("sampler", {}).get("guidance", 1.0)) if traj.labels is not None else 1.0
+    ts, scale = traj.ts, traj.guidance
     S, N = int(traj.xs.shape[0]), int(traj.xs.shape[1])
     B = min(schedule.batch_size, N)
     total = schedule.epochs * S

@@ -82,7 +82,7 @@ def gather(trajectories: Any, steps: Any, index: Any) -> CalibSet:
     if labels is None:
         return CalibSet(xs, ts)
     labels = labels[index]
-    if float(trajectories.meta.get("sampler", {}).get("guidance", 1.0)) == 1.0:
+    if trajectories.guidance == 1.0:
         return CalibSet(xs, ts, labels)
     null = trajectories.meta.get("null_label")
     if null is None:

@@ -1,6 +1,10 @@
 """Distillation throughput of the default model: PD vs RDD iterations per second, CPU or CUDA.
 
-    python benchmarks/distill_speed.py [--device cuda] [--batch 128] [--iters 30] [--precision tf32] [--compile default]
+    python benchmarks/distill_speed.py [--device cuda] [--batch 128] [--iters 30 130] [--precision tf32]
+        [--compile default] [--engine graph]
+
+The rate is (N2 - N1) / (t2 - t1) over two stages of N1 and N2 iterations (``--iters N1 N2``), so
+the start-up of a stage (copying the student, compilation, the graph capture) cancels out.
 
 Each iteration is two teacher forwards (the PD target), one student forward and backward, and
 for RDD the frozen feature network on both images plus the relational losses. Measured on 2 CPU
@@ -35,7 +39,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--iters", type=int, nargs=2, default=[10, 40], metavar=("N1", "N2"))
+    ap.add_argument("--engine", default="auto", choices=["auto", "eager", "graph"])
     ap.add_argument("--steps", type=int, default=4, help="the student's steps")
     ap.add_argument("--compile", default=None, help="a torch.compile mode (default: eager)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
@@ -45,24 +50,28 @@ def main() -> None:
     pipe = load_pipeline(ROOT / "resources/models/fmnist-ddpm")
     images = np.random.default_rng(0).integers(0, 256, (1024, 1, 32, 32), dtype=np.uint8)
     feats = load_features("fmnist-resnet", ROOT / "resources/models/fmnist-resnet")
-    # the training loop alone: no start/end diagnostics in the timed stage
-    common = dict(iters=args.iters, low_step_factor=1, batch_size=args.batch, probe_per_step=0, match_noises=0)
+    # the training loop alone: no start/end diagnostics in the timed stages
+    common = dict(low_step_factor=1, batch_size=args.batch, probe_per_step=0, match_noises=0)
     rates = {}
-    for name, method, params, f in [("PD", "pd", PDParams(**common), None), ("RDD", "rdd", RDDParams(**common), feats)]:
-        warm = dict(common, iters=2)
-        distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, type(params)(**warm), features=f,
-                      device=args.device, compile=args.compile, autocast=autocast)  # warm-up (and compilation)
-        cuda = args.device.startswith("cuda")
-        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
-        with torch.profiler.profile(activities=acts) if args.profile else contextlib.nullcontext() as prof:
-            t0 = time.time()
-            _, stats = distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method, params, features=f,
-                                     device=args.device, compile=args.compile, autocast=autocast)
-            rates[name] = stats["iterations"] / (time.time() - t0)
-        print(f"{name}: {rates[name]:.2f} it/s at batch {args.batch} on {args.device}", flush=True)
-        if prof is not None:
-            key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-            print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
+    cuda = args.device.startswith("cuda")
+    for name, method, ptype, f in [("PD", "pd", PDParams, None), ("RDD", "rdd", RDDParams, feats)]:
+        seconds = []
+        for n in args.iters:
+            acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+            prof_on = args.profile and n == args.iters[-1]
+            with torch.profiler.profile(activities=acts) if prof_on else contextlib.nullcontext() as prof:
+                t0 = time.time()
+                _, stats = distill_stage(pipe.unet, images, pipe.alphas_cumprod, args.steps, method,
+                                         ptype(iters=n, **common), features=f, device=args.device,
+                                         compile=args.compile, autocast=autocast, engine=args.engine)
+                seconds.append(stats["seconds"])
+            print(f"{name}: {n} iterations, loop {stats['seconds']:.2f} s, call {time.time() - t0:.2f} s", flush=True)
+            if prof is not None:
+                key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+                print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
+        rates[name] = (args.iters[1] - args.iters[0]) / (seconds[1] - seconds[0])
+        print(f"{name}: {rates[name]:.2f} it/s at batch {args.batch} on {args.device} (engine {args.engine}, "
+              f"precision {args.precision}, compile {args.compile})", flush=True)
     print(f"RDD / PD time per iteration: {rates['PD'] / rates['RDD']:.2f}x")
 
 

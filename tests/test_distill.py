@@ -567,3 +567,105 @@ def test_a_stage_under_bf16_autocast_trains_the_same_student_to_rounding(tiny_un
         losses[name] = stats["final_losses"]["loss"]
         assert all(p.dtype == torch.float32 for p in student.parameters())
     assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
+@pytest.mark.parametrize("method", ["pd", "rdd"])
+def test_a_stage_resumed_mid_chunk_schedule_trains_the_student_of_one_straight_run(tiny_unet, tmp_path, method):
+    """The loop draws its inputs a chunk at a time (here 4 iterations, one log interval) and
+    checkpoints every 6: the run killed after 13 resumes from 12 with chunks cut elsewhere, and the
+    data order, learning rates and the objective's draws are still those of the straight run."""
+    from diffcomp.distill.stage import distill_stage
+
+    common = dict(iters=40, batch_size=2, lr=1e-3, checkpoint_every=6, low_step_factor=1, probe_per_step=0,
+                  match_noises=0, refit_output=False)
+    params = PDParams(**common) if method == "pd" else RDDParams(**common, memory_size=32, memory_update=4,
+                                                                   anchors=8)
+    feats = _tiny_features() if method == "rdd" else None
+    straight, stats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats)
+    distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path, stop_at=13)
+    resumed, rstats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, state_dir=tmp_path)
+    assert rstats["resumed_from"] == 12 and rstats["iterations"] == 40
+    assert rstats["final_losses"] == pytest.approx(stats["final_losses"], rel=1e-6)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_the_stage_learning_rate_is_torchs_cosine_annealing():
+    from diffcomp.distill.stage import cosine_lr
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=5e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=37)
+    for i in range(37):
+        assert cosine_lr(5e-5, 37, i) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-18), i
+        opt.step()
+        sched.step()
+
+
+def test_the_graph_engine_is_cuda_and_fp32_only():
+    from diffcomp.distill.stage import pick_engine
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pick_engine("auto", cpu, None) == "eager" and pick_engine("auto", cuda, torch.bfloat16) == "eager"
+    assert pick_engine("auto", cuda, None) == "graph"
+    for dev, dtype in ((cpu, None), (cuda, torch.bfloat16)):
+        with pytest.raises(ValueError, match="graph engine"):
+            pick_engine("graph", dev, dtype)
+    with pytest.raises(ValueError, match="engine must be"):
+        pick_engine("fast", cpu, None)
+
+
+def test_rdds_drawn_ahead_inputs_are_the_ones_it_draws_itself():
+    """The stage draws the objective's random inputs ahead (so a captured step reads them from the
+    device); passing them back gives the loss and the queue of the objective that drew in place."""
+    from diffcomp.distill.methods.rdd.objective import RDDObjective
+
+    params = RDDParams(memory_size=32, memory_update=4, anchors=8)
+    feats = _tiny_features()
+    own, ahead = RDDObjective(params, feats, feats.channels), RDDObjective(params, feats, feats.channels)
+    ahead.load_state_dict(own.state_dict())
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, 1, 32, 32, generator=g)
+    eps = torch.randn(3, 1, 32, 32, generator=g)
+    target = torch.randn(3, 1, 32, 32, generator=g).clamp(-1, 1)
+    t = torch.tensor([999, 499, 10])
+    a, s = coefficients(AC, t)
+    picks = ahead.draw(2, 3, (1, 32, 32), "cpu")["pick"]
+    assert picks.shape == (2, 4)
+    for i in range(2):
+        l_own, p_own = own(eps, z, target, a, s)
+        l_ahead, p_ahead = ahead(eps, z, target, a, s, draws={"pick": picks[i]})
+        assert torch.equal(l_own, l_ahead) and all(torch.equal(p_own[k], p_ahead[k]) for k in p_own)
+    assert torch.equal(own.memory.memory.queue, ahead.memory.memory.queue)
+    assert int(own.memory.memory.ptr) == int(ahead.memory.memory.ptr) == 8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", ["pd", "rdd"])
+def test_the_graph_engine_trains_the_eager_engines_student(tiny_unet, tmp_path, method):
+    """One CUDA graph per stage replayed: the same inputs, learning rates and optimiser as the eager
+    loop, so the same student to kernel rounding; a stage killed under one engine resumes under
+    the other."""
+    from diffcomp.distill.stage import distill_stage
+    from diffcomp.models.sampler import set_precision
+
+    set_precision("fp32", "cuda")
+    common = dict(iters=30, batch_size=4, lr=1e-3, checkpoint_every=9, low_step_factor=1, probe_per_step=2,
+                  probe_every=10, match_noises=4)
+    params = PDParams(**common) if method == "pd" else RDDParams(**common, memory_size=32, memory_update=4,
+                                                                   anchors=8)
+    feats = _tiny_features() if method == "rdd" else None
+    out = {}
+    for engine in ("eager", "graph"):
+        out[engine] = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, device="cuda",
+                                    engine=engine)
+    for (k, a), b in zip(out["eager"][0].state_dict().items(), out["graph"][0].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+    assert out["graph"][1]["final_losses"] == pytest.approx(out["eager"][1]["final_losses"], rel=1e-3)
+    distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, device="cuda", engine="graph",
+                  state_dir=tmp_path, stop_at=20)
+    resumed, rstats = distill_stage(tiny_unet, _data(), AC, 2, method, params, features=feats, device="cuda",
+                                    engine="eager", state_dir=tmp_path)
+    assert rstats["resumed_from"] == 18
+    for (k, a), b in zip(out["eager"][0].state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)

@@ -202,7 +202,9 @@ class DistillationConfig:
     the PD target of an epsilon teacher divides by sqrt(alphas_cumprod[t]), which multiplies the
     teacher's error at the noisiest steps), ``tf32`` or ``bf16`` (the teacher and the student
     under autocast; the targets, losses and optimiser in fp32), and ``compile`` a torch.compile
-    mode for the teacher and the student, or null."""
+    mode for the teacher and the student, or null. ``engine``: ``auto`` (``graph`` on CUDA in
+    fp32/tf32, else ``eager``), ``eager`` (every iteration launched from the host) or ``graph``
+    (one iteration captured as a CUDA graph and replayed; the same student to kernel rounding)."""
 
     steps: tuple[int, ...] = (8, 4, 2, 1)
     skip: str = "trailing"
@@ -211,11 +213,16 @@ class DistillationConfig:
     methods: tuple[DistillMethodConfig, ...] = ()
     precision: str = "fp32"
     compile: str | None = None
+    engine: str = "auto"
 
     def __post_init__(self):
         from .models.config import check_compute
 
         check_compute(self.precision, self.compile)
+        if self.engine not in ("auto", "eager", "graph"):
+            raise ValueError(f"distillation.engine must be auto, eager or graph, got {self.engine!r}")
+        if self.engine == "graph" and self.precision == "bf16":
+            raise ValueError("distillation.engine graph runs fp32 or tf32 only (bf16 autocast does not survive a capture)")
 
     def sampler(self, steps: int) -> SamplerConfig:
         return SamplerConfig(name="ddim", steps=steps, eta=0.0, skip=self.skip, clip_x0=self.clip_x0)

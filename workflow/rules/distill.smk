@@ -27,7 +27,7 @@ rule distill:
         hparams=lambda w: shlex.quote(distill_of(w.name).params_json()),
         features=distill_features_args,
         clip="--clip-x0" if CFG.distillation.clip_x0 else "--no-clip-x0",
-        fast=compute_args(CFG.distillation),
+        fast=compute_args(CFG.distillation) + f" --engine {CFG.distillation.engine}",
         code=distill_code,
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli distill --teacher {params.teacher:q} --steps {wildcards.n} --method {params.method:q}'

@@ -35,6 +35,8 @@ def add_arguments(p) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 exact (TF32 off), tf32, or teacher and student under bf16 autocast")
     p.add_argument("--compile", choices=COMPILE_MODES, default=None, help="torch.compile mode of teacher and student")
+    p.add_argument("--engine", choices=("auto", "eager", "graph"), default="auto",
+                   help="graph: one iteration captured as a CUDA graph and replayed (auto: on CUDA in fp32/tf32)")
 
 
 def run(args) -> None:
@@ -60,11 +62,13 @@ def run(args) -> None:
     images = load_npz(args.data, {"images": "uint8"})["images"]
     state_dir = keyed_state_dir(args.state_dir, [args.method, params.__dict__, args.steps,
                                                  record(args.teacher, pipeline_kind(args.teacher)),
-                                                 str(args.data), args.feature_net, device, args.precision, args.compile])
+                                                 str(args.data), args.feature_net, device, args.precision, args.compile,
+                                                 "stage-state-2"])
     t0 = time.time()
     student, stats = distill_stage(teacher.unet, images, teacher.alphas_cumprod, args.steps, args.method, params,
                                    features=features, device=device, state_dir=state_dir, compile=args.compile, autocast=autocast,
-                                   teacher_prediction=teacher.prediction_type, match_clip_x0=args.clip_x0)
+                                   teacher_prediction=teacher.prediction_type, match_clip_x0=args.clip_x0,
+                                   engine=args.engine)
     from ..models.parameterization import DIFFUSERS
 
     # the student's scheduler records what it predicts, so sampling converts its output to eps

@@ -78,11 +78,18 @@ class PDObjective(torch.nn.Module):
     """max(MSE_x0, MSE_eps) against the PD target: the loss of progressive distillation, which a
     method's objective may extend. Objectives return (loss, its parts detached; the parts stay on
     the device, so logging them costs no synchronisation per iteration), list their own trainable
-    parameters (``trainable``) and any non-tensor state a resumed stage needs (``extra_state``)."""
+    parameters (``trainable``), any non-tensor state a resumed stage needs (``extra_state``) and the
+    random inputs of each step (``draw``), which the stage draws ahead and passes back."""
 
-    def forward(self, eps_s, z, x_target, a, s, x0_s=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, eps_s, z, x_target, a, s, x0_s=None, draws=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, _ = pd_loss(eps_s, z, x_target, a, s, x0_s)
         return loss, {"mse": loss.detach()}
+
+    def draw(self, n: int, batch: int, image_shape: tuple[int, ...], device) -> dict[str, torch.Tensor]:
+        """``n`` steps' random inputs of the objective (on the CPU, stacked; passed back to
+        ``forward`` as ``draws``, one step's slice each), drawn by the host so that a captured step
+        reads them from the device: none for PD."""
+        return {}
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return []

@@ -71,10 +71,11 @@ class PixelMemory(nn.Module):
     def enqueue(self, keys: torch.Tensor) -> None:
         """Append ``keys`` (K, dim), normalised, overwriting the oldest entries."""
         keys = F.normalize(keys.to(self.queue.dtype), dim=1)[-self.size :]
-        k, p = keys.shape[0], int(self.ptr)
-        idx = (torch.arange(k, device=self.queue.device) + p) % self.size
-        self.queue[idx] = keys
-        self.ptr.fill_((p + k) % self.size)
+        k = keys.shape[0]
+        # the write position stays on the device: no host synchronisation (a CUDA graph can hold it)
+        idx = (torch.arange(k, device=self.queue.device) + self.ptr) % self.size
+        self.queue.index_copy_(0, idx, keys)
+        self.ptr.copy_((self.ptr + k) % self.size)
 
     def ordered(self) -> torch.Tensor:
         return torch.roll(self.queue, shifts=-int(self.ptr), dims=0)
@@ -106,13 +107,20 @@ class MemoryRelationLoss(nn.Module):
         self.kd_temperature = kd_temperature
         self.gen = gen
 
-    def enqueue_from(self, map_t: torch.Tensor) -> None:
-        pix = map_t.detach().flatten(2).transpose(1, 2).reshape(-1, map_t.shape[1])
-        pick = torch.randperm(pix.shape[0], generator=self.gen)[: self.update].to(pix.device)
-        self.memory.enqueue(pix[pick])
+    def draw(self, pixels: int) -> torch.Tensor:
+        """The indices of the ``update`` batch pixels (of ``pixels``) one step enqueues, from the
+        loss's own generator (on the CPU)."""
+        return torch.randperm(pixels, generator=self.gen)[: self.update]
 
-    def forward(self, map_s: torch.Tensor, map_t: torch.Tensor, enqueue: bool = True) -> torch.Tensor:
+    def enqueue_from(self, map_t: torch.Tensor, pick: torch.Tensor | None = None) -> None:
+        """Enqueue the batch pixels ``pick`` (``draw``'s indices; None: drawn now)."""
+        pix = map_t.detach().flatten(2).transpose(1, 2).reshape(-1, map_t.shape[1])
+        pick = self.draw(pix.shape[0]) if pick is None else pick
+        self.memory.enqueue(pix.index_select(0, pick.to(pix.device)))
+
+    def forward(self, map_s: torch.Tensor, map_t: torch.Tensor, enqueue: bool = True,
+                pick: torch.Tensor | None = None) -> torch.Tensor:
         if enqueue:
-            self.enqueue_from(map_t)
+            self.enqueue_from(map_t, pick)
         anchors = self.memory.queue[self.anchor_index]
         return anchor_relation_kl(self.head(map_s), map_t, anchors, self.contrast_temperature, self.kd_temperature)

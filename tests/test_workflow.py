@@ -169,13 +169,15 @@ def test_values_inside_a_command_line_mapping_are_typed_as_in_a_config_file(repo
 
 
 def test_the_distill_jobs_compute_as_the_config_says(repo_copy):
-    """distillation.precision and distillation.compile reach every distill job's command."""
+    """distillation.precision, compile and engine reach every distill job's command."""
+    gpu = repo_copy / "gpu.yaml"
     raw = yaml.safe_load((repo_copy / "config/fmnist-distill-gpu.yaml").read_text())
-    p = snakemake(repo_copy, "-n", "-p", "--configfile=config/fmnist-distill-gpu.yaml", "results/distill/pd/steps8/provenance.json")
-    want = f"--precision {raw['distillation']['precision']} --compile {raw['distillation']['compile']} --out"
-    assert want in p.stdout + p.stderr
+    raw["distillation"].update(precision="tf32", compile="max-autotune", engine="eager")
+    gpu.write_text(yaml.safe_dump(raw))
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=gpu.yaml", "results/distill/pd/steps8/provenance.json")
+    assert "--precision tf32 --compile max-autotune --engine eager --out" in p.stdout + p.stderr
     p = snakemake(repo_copy, "-n", "-p", "results/distill/pd/steps8/provenance.json")
-    assert "--no-clip-x0 --precision fp32 --out" in p.stdout + p.stderr or "--clip-x0 --precision fp32 --out" in p.stdout + p.stderr
+    assert "-clip-x0 --precision fp32 --engine auto --out" in p.stdout + p.stderr
 
 
 def test_the_gpu_distillation_config_plans_table3(repo_copy):

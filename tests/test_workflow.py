@@ -66,6 +66,21 @@ def planned_jobs(p: subprocess.CompletedProcess) -> dict[str, int]:
     return jobs
 
 
+def place_sd_inputs(wd: Path) -> None:
+    """The files config/sd-v1-4.yaml has placed by hand (stand-ins of the right kind): the prompts
+    built from COCO's captions, the COCO reference batch and the CLIP model folder's files."""
+    from diffcomp.metrics.clip_score import FILES
+
+    (wd / "resources/coco").mkdir(parents=True, exist_ok=True)
+    (wd / "resources/coco/prompts-val2014-seed0-n10000.txt").write_text("A cat on a sofa.\nA red bus.\n")
+    np.savez(wd / "resources/coco/val2014-512.npz", mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(4),
+             sigma_s=np.eye(4))
+    clip = wd / "resources/clip/clip-vit-large-patch14"
+    clip.mkdir(parents=True, exist_ok=True)
+    for f in FILES:
+        (clip / f).write_text("{}")
+
+
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory):
     return make_copy(tmp_path_factory.mktemp("wf"))
@@ -73,6 +88,8 @@ def repo_copy(tmp_path_factory):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_dry_run_of_every_config(repo_copy, config):
+    if config == "sd-v1-4.yaml":
+        place_sd_inputs(repo_copy)
     tables = ["table1"] + (["table3"] if "distillation" in yaml.safe_load((REPO / "config" / config).read_text()) else [])
     p = snakemake(repo_copy, "-n", f"--configfile=config/{config}", *(f"results/{t}.csv" for t in tables))
     plan = planned_jobs(p)
@@ -803,6 +820,39 @@ def test_the_latent_paper_configs_plan_their_downloads_conversion_and_protocol(r
     out = p.stdout + p.stderr
     assert "--member model.ckpt" in out and "--head-channels 32" in out and '"eta": 1.0' in out
     assert "VIRTUAL_lsun_bedroom256.npz" in out
+    assert "--clip-model" not in out  # no CLIP score without evaluation.clip_score
+    # Stable Diffusion v1.4: the hub model downloaded with the COCO prompts, PLMS 50 steps with
+    # guidance 7.5, 10,000 images, and the CLIP score of every variant with the model's prompts
+    place_sd_inputs(repo_copy)
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=config/sd-v1-4.yaml", "results/table1.csv")
+    plan, out = planned_jobs(p), p.stdout + p.stderr
+    assert plan["download"] == plan["trajectories"] == plan["reference_stats"] == 1
+    assert plan["quantize"] == 4 and plan["evaluate"] == 5 and plan["sample_shard"] == 5 * 10  # 10,000 / 1,000
+    assert "--hub-id CompVis/stable-diffusion-v1-4  --prompts resources/coco/prompts-val2014-seed0-n10000.txt" in out
+    assert '"name": "plms"' in out and '"steps": 50' in out and '"guidance": 7.5' in out and '"skip": "ldm"' in out
+    assert '"calibration": {"per_step": 128, "selector": "uniform", "steps": 25}' in out and '"sm_bits": 16' in out
+    sd = "resources/hub/CompVis/stable-diffusion-v1-4"
+    assert out.count(f"--clip-model resources/clip/clip-vit-large-patch14 --model {sd} --out") == 5
+    inputs = _job_inputs(p, "evaluate")["results/metrics/qdiffusion-w4a8.json"]
+    assert f"{sd}/prompts.txt" in inputs and "resources/clip/clip-vit-large-patch14/model.safetensors" in inputs
+    bad = snakemake(repo_copy, "-n", "--config", "evaluation={clip_score: {model: resources/clip/clip-vit-large-patch14}}",
+                    "--", "results/table1.csv", check=False)
+    assert bad.returncode != 0 and "config key 'evaluation.clip_score.model'" in bad.stdout + bad.stderr
+
+
+def test_coco_prompts_are_built_by_their_rule_from_the_captions_file(repo_copy):
+    """The prompts file config/sd-v1-4.yaml names is built by rule coco_prompts from COCO's
+    captions (placed by hand), its seed and count read from the file name."""
+    from diffcomp.data.coco import read_captions, shuffled_prompts
+
+    captions = repo_copy / "resources/coco/annotations/captions_val2014.json"
+    captions.parent.mkdir(parents=True, exist_ok=True)
+    anns = [{"image_id": i // 2, "id": 100 - i, "caption": f"A photo\nnumber {i}."} for i in range(12)]
+    captions.write_text(json.dumps({"images": [], "annotations": anns}))
+    snakemake(repo_copy, "resources/coco/prompts-val2014-seed7-n5.txt")
+    lines = (repo_copy / "resources/coco/prompts-val2014-seed7-n5.txt").read_text().splitlines()
+    assert lines == shuffled_prompts(read_captions(captions), 5, 7) and len(set(lines)) == 5
+    assert all(line.startswith("A photo number ") for line in lines)
 
 
 def test_a_downloaded_reference_batch_is_checked_against_its_record(tmp_path):

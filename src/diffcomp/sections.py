@@ -18,7 +18,7 @@ from .paper import PaperConfig
 from .variant import BitSetting, Variant
 
 __all__ = [
-    "CalibrationConfig", "CheckpointConfig", "ClassifierTrainConfig", "Config", "DatasetConfig", "DistillationConfig", "DistillFeatureNet",
+    "CalibrationConfig", "CheckpointConfig", "ClassifierTrainConfig", "ClipScoreConfig", "Config", "DatasetConfig", "DistillationConfig", "DistillFeatureNet",
     "DistillMethodConfig", "EvaluationConfig", "FeatureNetConfig", "Instance", "MethodConfig", "ModelConfig", "PaperConfig",
     "QuantizationConfig", "ResourceSpec", "SamplerConfig", "TrainConfig", "UNetArch",
 ]
@@ -229,6 +229,16 @@ class DistillationConfig:
 
 
 @dataclass(frozen=True)
+class ClipScoreConfig:
+    """The CLIP score of a text-to-image model's samples (``metrics.clip_score``): ``model`` a
+    local CLIP model folder (``save_pretrained`` layout with its processor and tokenizer, e.g.
+    openai/clip-vit-large-patch14, the Stable Diffusion protocol's), read offline; null: no CLIP
+    score (the default: class-conditional and unconditional models have no prompts to score)."""
+
+    model: str | None = None
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """Samples per variant, shards (seeds are ``seed + image index``), and the reference: a
     dataset split (``train`` or ``test``) or an ``.npz`` in the ADM evaluator's reference-batch
@@ -242,7 +252,10 @@ class EvaluationConfig:
     (``default``, ``max-autotune``, ``max-autotune-no-cudagraphs``, ``reduce-overhead`` for CUDA
     graphs) or null for eager, and ``batch_size`` images per batch (null: by device, see
     ``cli.sample.default_batch_size``; samples depend on it in the last bits). The GPU fast path is
-    ``precision: bf16, compile: default``; images then differ from fp32's by bf16 rounding."""
+    ``precision: bf16, compile: default``; images then differ from fp32's by bf16 rounding.
+
+    ``clip_score``: for a text-to-image model, the evaluate jobs also report the samples' CLIP
+    score with their prompts (``ClipScoreConfig``)."""
 
     n_samples: int = 50_000
     shard_size: int = 1000
@@ -252,6 +265,7 @@ class EvaluationConfig:
     reference_sha256: str | None = None
     precision: str = "fp32"
     compile: str | None = None
+    clip_score: ClipScoreConfig = field(default_factory=ClipScoreConfig)
 
     def __post_init__(self):
         from .models.config import check_compute

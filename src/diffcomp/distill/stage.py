@@ -182,7 +182,7 @@ def distill_stage(
         if head_opt is not None:
             head_opt.load_state_dict(st["head_opt"])
         objective.load_extra_state(st["objective_extra"])
-        gen.set_state(st["gen"])
+        gen.set_state(st["gen"].cpu())  # a CPU generator, whatever device the checkpoint was mapped to
         start = st["step"]
         diagnostics = st["diagnostics"]
         log.info("resumed distillation from iteration %d (%s)", start, state_path)

@@ -29,7 +29,7 @@ class RDDObjective(nn.Module):
         return self.memory.gen.get_state()
 
     def load_extra_state(self, state) -> None:
-        self.memory.gen.set_state(state)
+        self.memory.gen.set_state(state.cpu())  # a CPU generator (the checkpoint may be mapped to a GPU)
 
     def draw(self, n: int, batch: int, image_shape: tuple[int, ...], device) -> dict[str, torch.Tensor]:
         """``n`` steps' random inputs, stacked (the memory's enqueued pixels), in the order

@@ -48,3 +48,20 @@ def tiny_pipeline_dir(tmp_path_factory, tiny_unet):
     path = tmp_path_factory.mktemp("pipe") / "tiny-ddpm"
     save_pipeline(tiny_unet, build_scheduler(), path, provenance={"what": "test"})
     return path
+
+
+def place_sd_inputs(wd: Path) -> None:
+    """The files config/sd-v1-4.yaml has placed by hand (stand-ins of the right kind): the prompts
+    built from COCO's captions, the COCO reference batch and the CLIP model folder's files."""
+    import numpy as np
+
+    from diffcomp.metrics.clip_score import FILES
+
+    (wd / "resources/coco").mkdir(parents=True, exist_ok=True)
+    (wd / "resources/coco/prompts-val2014-seed0-n10000.txt").write_text("A cat on a sofa.\nA red bus.\n")
+    np.savez(wd / "resources/coco/val2014-512.npz", mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(4),
+             sigma_s=np.eye(4))
+    clip = wd / "resources/clip/clip-vit-large-patch14"
+    clip.mkdir(parents=True, exist_ok=True)
+    for f in FILES:
+        (clip / f).write_text("{}")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, needs_fmnist
+from conftest import REPO, needs_fmnist, place_sd_inputs
 from slurm_cluster import slurm_cluster, unavailable_reason
 
 COPY = ["Snakefile", "workflow", "config", "src", "resources", "envs", "tests/configs"]
@@ -64,21 +64,6 @@ def planned_jobs(p: subprocess.CompletedProcess) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
             jobs[parts[0]] = int(parts[1])
     return jobs
-
-
-def place_sd_inputs(wd: Path) -> None:
-    """The files config/sd-v1-4.yaml has placed by hand (stand-ins of the right kind): the prompts
-    built from COCO's captions, the COCO reference batch and the CLIP model folder's files."""
-    from diffcomp.metrics.clip_score import FILES
-
-    (wd / "resources/coco").mkdir(parents=True, exist_ok=True)
-    (wd / "resources/coco/prompts-val2014-seed0-n10000.txt").write_text("A cat on a sofa.\nA red bus.\n")
-    np.savez(wd / "resources/coco/val2014-512.npz", mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(4),
-             sigma_s=np.eye(4))
-    clip = wd / "resources/clip/clip-vit-large-patch14"
-    clip.mkdir(parents=True, exist_ok=True)
-    for f in FILES:
-        (clip / f).write_text("{}")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import place_sd_inputs
+from conftest import place_hand_inputs
 from diffcomp.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,15 +178,17 @@ def test_bad_config_is_rejected_with_a_message_naming_key_and_problem(what, muta
 
 
 def test_every_shipped_config_validates(tmp_path):
-    """Every config against the repository; the Stable Diffusion one against a folder that also
-    holds stand-ins of the files its user places by hand (COCO prompts and reference, CLIP)."""
+    """Every config against the repository; those whose user places files by hand (Stable
+    Diffusion's COCO prompts, reference and CLIP; LSUN-Church's reference) against stand-ins."""
     files = sorted((REPO / "config").glob("*.yaml"))
     assert files
-    place_sd_inputs(tmp_path)
+    place_hand_inputs(tmp_path)
     for f in files:
-        load_config(f, check_paths=True, base_dir=tmp_path if f.name == "sd-v1-4.yaml" else REPO)
+        load_config(f, check_paths=True, base_dir=tmp_path if f.name in ("sd-v1-4.yaml", "lsun-church-ldm8.yaml") else REPO)
     with pytest.raises(ConfigError, match="prompts"):
         load_config(REPO / "config/sd-v1-4.yaml", check_paths=True, base_dir=tmp_path / "empty")
+    with pytest.raises(ConfigError, match="church_outdoor-train-256.npz"):
+        load_config(REPO / "config/lsun-church-ldm8.yaml", check_paths=True, base_dir=tmp_path / "empty")
 
 
 def test_bad_yaml_is_a_config_error(tmp_path):

@@ -22,15 +22,24 @@ LEGACY = LDMArch(in_channels=4, out_channels=4, model_channels=32, channel_mult=
                  attn_levels=(1, 2), spatial_transformer=False, context_dim=None, scale_shift=True, class_rows=None,
                  label_emb_rows=None, vae_kind="kl", vae_channels=32, vae_mult=(1, 2), vae_res_blocks=1,
                  latent_channels=4, n_embed=None)
+# LSUN-Church's LDM-8 in miniature: levels change resolution through resnets (resblock_updown),
+# a fixed number of heads whose width changes across levels (2 heads of 32 at level 1, of 64 in
+# the middle), a level without attention that downsamples (0) and one that upsamples (2)
+CHURCH = LDMArch(in_channels=4, out_channels=4, model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1,
+                 attn_levels=(1,), spatial_transformer=False, context_dim=None, scale_shift=True, class_rows=None,
+                 label_emb_rows=None, vae_kind="kl", vae_channels=32, vae_mult=(1, 2), vae_res_blocks=1,
+                 latent_channels=4, n_embed=None, resblock_updown=True)
 
 
 def _random_models(arch: LDMArch, head_channels, heads):
     import diffusers
 
+    from diffcomp.models.pipeline import denoiser_class
+
     torch.manual_seed(0)
     uname, ucfg = arch.unet_config(8, head_channels, heads)
     vname, vcfg = arch.vae_config(16, 1.0)
-    unet, vae = getattr(diffusers, uname)(**ucfg).eval(), getattr(diffusers, vname)(**vcfg).eval()
+    unet, vae = denoiser_class(uname)(**ucfg).eval(), getattr(diffusers, vname)(**vcfg).eval()
     with torch.no_grad():
         for p in list(unet.parameters()) + list(vae.parameters()):
             p.normal_(0, 0.05)
@@ -51,7 +60,8 @@ def _checkpoint(arch, head_channels=None, heads=None, ema=False):
     return unet, vae, sd, sched
 
 
-@pytest.mark.parametrize("arch, head_channels, heads, ema", [(CONTEXT, None, 2, False), (LEGACY, 16, None, True)])
+@pytest.mark.parametrize("arch, head_channels, heads, ema",
+                         [(CONTEXT, None, 2, False), (LEGACY, 16, None, True), (CHURCH, None, 2, False)])
 def test_a_synthetic_checkpoint_of_the_real_layout_converts_back_exactly(arch, head_channels, heads, ema):
     unet, vae, sd, sched = _checkpoint(arch, head_channels, heads, ema)
     # the layout of the latent-diffusion code
@@ -64,8 +74,15 @@ def test_a_synthetic_checkpoint_of_the_real_layout_converts_back_exactly(arch, h
         assert sd[CLASS_TABLE].shape == (11, 16)
         assert "model.diffusion_model.output_blocks.2.2.conv.weight" in sd  # upsampler after the attention
         assert "first_stage_model.quantize.embedding.weight" in sd
+    elif arch.resblock_updown:  # the level's last input block is a resnet that pools, not a convolution
+        assert "model.diffusion_model.input_blocks.2.0.in_layers.2.weight" in sd
+        assert "model.diffusion_model.output_blocks.1.1.in_layers.2.weight" in sd  # level 2's upsampling resnet
+        assert "model.diffusion_model.output_blocks.3.2.in_layers.2.weight" in sd  # level 1's, after its attention
+        assert not any(".op." in k or k.endswith("conv.weight") and "output_blocks" in k for k in sd)
     else:
         assert sd["model.diffusion_model.input_blocks.3.1.qkv.weight"].shape == (192, 64, 1)
+    if not arch.spatial_transformer:  # every AttentionBlock has its group norm, the middle one too
+        assert "model.diffusion_model.middle_block.1.norm.weight" in sd
         assert sd["model.diffusion_model.input_blocks.1.0.emb_layers.1.weight"].shape[0] == 64  # scale and shift
     assert infer_arch(sd) == arch
     got_unet, got_vae, got_arch = convert(sd, 8, 16, head_channels, heads, sched)
@@ -75,6 +92,8 @@ def test_a_synthetic_checkpoint_of_the_real_layout_converts_back_exactly(arch, h
         assert all(torch.equal(v, theirs[k]) for k, v in mine.state_dict().items())
     x, t = torch.randn(2, arch.in_channels, 8, 8), torch.tensor([10, 900])
     with torch.no_grad():
+        if not arch.class_rows:
+            assert torch.equal(got_unet(x, t).sample, unet(x, t).sample)
         if arch.class_rows:  # the converted model takes labels: its context is the class table's row
             labels = torch.tensor([3, 10])
             ref_out = unet(x, t, torch.nn.functional.one_hot(labels, 11).float()[:, None]).sample
@@ -82,24 +101,66 @@ def test_a_synthetic_checkpoint_of_the_real_layout_converts_back_exactly(arch, h
             assert torch.allclose(sd[CLASS_TABLE][labels], unet.encoder_hid_proj(torch.eye(11)[labels]), atol=1e-6)
 
 
+def _attention_by_hand(sd, pre: str, x: torch.Tensor, heads: int) -> torch.Tensor:
+    """An AttentionBlock's output from the checkpoint's weights: norm, qkv as a 1-d convolution
+    whose rows are [q_h, k_h, v_h] per head, softmax(q k / sqrt(d)) v, proj_out, residual."""
+    b, c, hh, ww = x.shape
+    d = c // heads
+    h = torch.nn.functional.group_norm(x, 32, sd[pre + "norm.weight"], sd[pre + "norm.bias"], eps=1e-5)
+    qkv = torch.nn.functional.conv1d(h.reshape(b, c, hh * ww), sd[pre + "qkv.weight"], sd[pre + "qkv.bias"])
+    q, k, v = qkv.reshape(b * heads, 3 * d, hh * ww).split(d, dim=1)
+    w = torch.softmax(torch.einsum("bct,bcs->bts", q, k) / d**0.5, dim=-1)
+    a = torch.einsum("bts,bcs->bct", w, v).reshape(b, c, hh * ww)
+    return x + torch.nn.functional.conv1d(a, sd[pre + "proj_out.weight"], sd[pre + "proj_out.bias"]).reshape(x.shape)
+
+
 def test_legacy_attention_follows_the_per_head_qkv_formula():
-    """An AttentionBlock's output computed by hand from the checkpoint's weights (norm, qkv as a
-    1-d convolution whose rows are [q_h, k_h, v_h] per head, softmax(q k / sqrt(d)) v, proj_out,
-    residual) equals the converted diffusers attention's."""
+    """The converted diffusers attention equals the checkpoint's AttentionBlock computed by hand."""
     heads_c = 16
     unet, vae, sd, sched = _checkpoint(LEGACY, head_channels=heads_c)
     got, _, _ = convert(sd, 8, 16, heads_c, None, sched)
-    pre = "model.diffusion_model.input_blocks.3.1."  # level 1, channels 64: 4 heads of 16
-    x = torch.randn(2, 64, 4, 4)
-    h = torch.nn.functional.group_norm(x, 32, sd[pre + "norm.weight"], sd[pre + "norm.bias"], eps=1e-5)
-    qkv = torch.nn.functional.conv1d(h.reshape(2, 64, 16), sd[pre + "qkv.weight"], sd[pre + "qkv.bias"])
-    q, k, v = qkv.reshape(2 * 4, 3 * heads_c, 16).split(heads_c, dim=1)
-    w = torch.softmax(torch.einsum("bct,bcs->bts", q, k) / heads_c**0.5, dim=-1)
-    a = torch.einsum("bts,bcs->bct", w, v).reshape(2, 64, 16)
-    ref = x + torch.nn.functional.conv1d(a, sd[pre + "proj_out.weight"], sd[pre + "proj_out.bias"]).reshape(2, 64, 4, 4)
+    x = torch.randn(2, 64, 4, 4)  # level 1, channels 64: 4 heads of 16
     with torch.no_grad():
         out = got.down_blocks[1].attentions[0](x)
-    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(out, _attention_by_hand(sd, "model.diffusion_model.input_blocks.3.1.", x, 4), atol=1e-5)
+
+
+def test_a_fixed_number_of_heads_of_changing_width_is_the_checkpoints_attention():
+    """LDM-8 Church's kind: 2 heads everywhere, of 32 channels at level 1 and of 64 in the middle
+    block; each converted layer equals the hand-computed AttentionBlock with its own head width,
+    not the single width a UNet2DModel would give all of them."""
+    from diffcomp.models.heads_unet import FixedHeadsUNet2DModel
+
+    unet, vae, sd, sched = _checkpoint(CHURCH, heads=2)
+    got, _, _ = convert(sd, 8, 16, None, 2, sched)
+    assert type(got) is FixedHeadsUNet2DModel and got.config.attention_heads == 2
+    for layer, pre, c in ((got.down_blocks[1].attentions[0], "input_blocks.3.1.", 64),
+                          (got.mid_block.attentions[0], "middle_block.1.", 128)):
+        x = torch.randn(2, c, 4, 4)
+        with torch.no_grad():
+            out = layer(x)
+        ref = _attention_by_hand(sd, "model.diffusion_model." + pre, x, 2)
+        assert torch.allclose(out, ref, atol=1e-5)
+        assert not torch.allclose(out, _attention_by_hand(sd, "model.diffusion_model." + pre, x, 1), atol=1e-3)
+
+
+def test_a_fixed_heads_model_saves_and_loads_with_its_heads(tmp_path):
+    """save_pretrained writes attention_heads and the class name; the workflow's loader maps the
+    name back to the fixed-heads class, so the reloaded model computes the same outputs."""
+    from diffcomp.models.pipeline import denoiser_class
+
+    unet, _ = _random_models(CHURCH, None, 2)
+    unet.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["_class_name"] == "FixedHeadsUNet2DModel" and cfg["attention_heads"] == 2
+    back = denoiser_class(cfg["_class_name"]).from_pretrained(tmp_path).eval()
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        assert torch.equal(back(x, t).sample, unet(x, t).sample)
+    with pytest.raises(ValueError, match="do not split into 3 heads"):
+        denoiser_class("FixedHeadsUNet2DModel")(**{**CHURCH.unet_config(8, None, 2)[1], "attention_heads": 3})
+    with pytest.raises(ValueError, match="not a denoiser"):
+        denoiser_class("UNet3DConditionModel")
 
 
 def test_a_checkpoint_that_does_not_match_is_one_clear_error():
@@ -117,9 +178,11 @@ def test_a_checkpoint_that_does_not_match_is_one_clear_error():
         infer_arch({"conv_in.weight": torch.zeros(1)})
     with pytest.raises(LDMCheckpointError, match="exactly one of head_channels and heads"):
         CONTEXT.unet_config(8, None, None)
-    with pytest.raises(LDMCheckpointError, match="one head width"):
-        # 8 heads of 4 channels (level 0) and of 8 (levels 1, 2): not one diffusers UNet2DModel
-        dataclasses.replace(LEGACY, attn_levels=(0, 1)).unet_config(8, None, 8)
+    # 8 heads of 4 channels (level 0) and of 8 (levels 1, 2): the fixed-heads model; one width: UNet2DModel
+    assert dataclasses.replace(LEGACY, attn_levels=(0, 1)).unet_config(8, None, 8)[0] == "FixedHeadsUNet2DModel"
+    assert LEGACY.unet_config(8, None, 4)[0] == "UNet2DModel"
+    with pytest.raises(LDMCheckpointError, match="resblock_updown"):
+        dataclasses.replace(CONTEXT, resblock_updown=True).unet_config(8, None, 2)
 
 
 def test_the_convert_verb_writes_a_latent_model_folder_the_workflow_loads(tmp_path):

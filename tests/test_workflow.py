@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, needs_fmnist, place_sd_inputs
+from conftest import REPO, needs_fmnist, place_hand_inputs
 from slurm_cluster import slurm_cluster, unavailable_reason
 
 COPY = ["Snakefile", "workflow", "config", "src", "resources", "envs", "tests/configs"]
@@ -73,8 +73,8 @@ def repo_copy(tmp_path_factory):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_dry_run_of_every_config(repo_copy, config):
-    if config == "sd-v1-4.yaml":
-        place_sd_inputs(repo_copy)
+    if config in ("sd-v1-4.yaml", "lsun-church-ldm8.yaml"):
+        place_hand_inputs(repo_copy)
     tables = ["table1"] + (["table3"] if "distillation" in yaml.safe_load((REPO / "config" / config).read_text()) else [])
     p = snakemake(repo_copy, "-n", f"--configfile=config/{config}", *(f"results/{t}.csv" for t in tables))
     plan = planned_jobs(p)
@@ -806,9 +806,16 @@ def test_the_latent_paper_configs_plan_their_downloads_conversion_and_protocol(r
     assert "--member model.ckpt" in out and "--head-channels 32" in out and '"eta": 1.0' in out
     assert "VIRTUAL_lsun_bedroom256.npz" in out
     assert "--clip-model" not in out  # no CLIP score without evaluation.clip_score
+    # LDM-8 LSUN-Church: 8 heads at every level (the fixed-heads model), DDIM 400 steps, eta 0
+    place_hand_inputs(repo_copy)
+    p = snakemake(repo_copy, "-n", "-p", "--configfile=config/lsun-church-ldm8.yaml", "results/table1.csv")
+    out = p.stdout + p.stderr
+    assert "lsun_churches.zip" in out and "--heads 8" in out and "--beta-end 0.0155" in out
+    assert '"steps": 400' in out and '"eta": 0.0' in out and "church_outdoor-train-256.npz" in out
+    assert planned_jobs(p)["quantize"] == 6  # linear, Q-Diffusion, EDA-DM at W8A8 and W4A8
     # Stable Diffusion v1.4: the hub model downloaded with the COCO prompts, PLMS 50 steps with
     # guidance 7.5, 10,000 images, and the CLIP score of every variant with the model's prompts
-    place_sd_inputs(repo_copy)
+    place_hand_inputs(repo_copy)
     p = snakemake(repo_copy, "-n", "-p", "--configfile=config/sd-v1-4.yaml", "results/table1.csv")
     plan, out = planned_jobs(p), p.stdout + p.stderr
     assert plan["download"] == plan["trajectories"] == plan["reference_stats"] == 1

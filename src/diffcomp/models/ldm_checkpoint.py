@@ -29,6 +29,12 @@ converter's layout (``down.{i}.block.{j}``, ``mid.block_{1,2}``, ``mid.attn_1`` 
 ``q``, ``k``, ``v``, ``proj_out``; the decoder's ``up.{i}`` is ``up_blocks.{L-1-i}``) plus
 ``quant_conv``, ``post_quant_conv`` and, for a VQ model, ``quantize.embedding``.
 
+A level's resolution change is a convolution (``op`` / ``conv``) or, in a model trained with
+``resblock_updown`` (LSUN-Church's LDM-8), a resnet that pools or repeats pixels (diffusers'
+``downsample_type`` / ``upsample_type`` ``resnet``; ``Resnet{Down,Up}sampleBlock2D`` for a level
+without attention). A legacy model with a fixed number of heads whose width changes across
+levels is a ``FixedHeadsUNet2DModel`` (``models.heads_unet``).
+
 The architecture is read from the shapes; only what shapes cannot tell is given: the attention
 heads (``head_channels``, or ``heads`` per attention layer) and the image size. A checkpoint with
 EMA weights (``model_ema.*``, the weights its sampler uses) is converted from those. The
@@ -78,6 +84,7 @@ class LDMArch:
     vae_res_blocks: int
     latent_channels: int
     n_embed: int | None
+    resblock_updown: bool = False  # levels change resolution through a resnet (LDM-8 Church), not a convolution
 
     def unet_config(self, sample_size: int, head_channels: int | None, heads: int | None) -> tuple[str, dict]:
         """(diffusers class name, config) of the denoiser."""
@@ -89,6 +96,9 @@ class LDMArch:
                       block_out_channels=chans, layers_per_block=self.num_res_blocks, norm_num_groups=32, norm_eps=1e-5,
                       flip_sin_to_cos=True, freq_shift=0, downsample_padding=1,
                       resnet_time_scale_shift="scale_shift" if self.scale_shift else "default")
+        if self.spatial_transformer and self.resblock_updown:
+            raise LDMCheckpointError("resnet up/downsampling (resblock_updown) with cross-attention has no diffusers "
+                                     "UNet2DConditionModel counterpart here")
         if self.spatial_transformer:
             per_level = tuple(heads if heads else max(c // head_channels, 1) for c in chans)
             cfg = dict(common, cross_attention_dim=self.context_dim, use_linear_projection=False,
@@ -101,17 +111,27 @@ class LDMArch:
             if self.class_rows is not None:
                 cfg.update(encoder_hid_dim=self.class_rows, encoder_hid_dim_type="text_proj")
             return "UNet2DConditionModel", cfg
+        updown = self.resblock_updown
+
+        def plain(i: int, last: bool, down: bool) -> str:  # a level without attention
+            if updown and not last:  # its resolution change is a resnet
+                return "ResnetDownsampleBlock2D" if down else "ResnetUpsampleBlock2D"
+            return "DownBlock2D" if down else "UpBlock2D"
+
+        # attn_norm_num_groups: the latent-diffusion AttentionBlock always starts with a group norm;
+        # diffusers leaves it out of the middle block's attention when the resnets use scale-shift
+        cfg = dict(common, num_class_embeds=self.label_emb_rows, attn_norm_num_groups=32,
+                   down_block_types=tuple("AttnDownBlock2D" if i in self.attn_levels else plain(i, i == n - 1, True)
+                                          for i in range(n)),
+                   up_block_types=tuple("AttnUpBlock2D" if (n - 1 - i) in self.attn_levels else plain(i, i == n - 1, False)
+                                        for i in range(n)),
+                   **(dict(downsample_type="resnet", upsample_type="resnet") if updown else {}))
         if heads is not None:
             dims = {chans[i] // heads for i in self.attn_levels} | {chans[-1] // heads}
-            if len(dims) > 1:
-                raise LDMCheckpointError(f"{heads} heads give head widths {sorted(dims)} across levels; a diffusers "
-                                         "UNet2DModel has one head width (give head_channels for such a model)")
+            if len(dims) > 1:  # a fixed number of heads of varying width: the fixed-heads model
+                return "FixedHeadsUNet2DModel", dict(cfg, attention_head_dim=None, attention_heads=heads)
             head_channels = dims.pop()
-        cfg = dict(common, attention_head_dim=head_channels, num_class_embeds=self.label_emb_rows,
-                   down_block_types=tuple("AttnDownBlock2D" if i in self.attn_levels else "DownBlock2D" for i in range(n)),
-                   up_block_types=tuple("AttnUpBlock2D" if (n - 1 - i) in self.attn_levels else "UpBlock2D"
-                                        for i in range(n)))
-        return "UNet2DModel", cfg
+        return "UNet2DModel", dict(cfg, attention_head_dim=head_channels)
 
     def vae_config(self, sample_size: int, scaling_factor: float) -> tuple[str, dict]:
         """(diffusers class name, config) of the first stage."""
@@ -143,8 +163,7 @@ def infer_arch(sd: Mapping[str, torch.Tensor]) -> LDMArch:
         re.match(rf"output_blocks\.{i}\.[12]\.(conv|in_layers)", k) for k in u)), None)
     if n is None:
         raise LDMCheckpointError("no upsampler in the output blocks: cannot tell the resnets per level")
-    if any(re.match(rf"output_blocks\.{n}\.[12]\.in_layers", k) for k in u):
-        raise LDMCheckpointError("resnet up/downsampling (resblock_updown) has no diffusers UNet counterpart here")
+    updown = any(re.match(rf"output_blocks\.{n}\.[12]\.in_layers", k) for k in u)
     levels = _count(u, r"output_blocks\.(\d+)\.") // (n + 1)
     first = [1 + b * (n + 1) for b in range(levels)]
     mult = tuple(u[f"input_blocks.{i}.0.out_layers.3.weight"].shape[0] // ch for i in first)
@@ -166,7 +185,7 @@ def infer_arch(sd: Mapping[str, torch.Tensor]) -> LDMArch:
     latent = v["quant_conv.weight"].shape[0] // (1 if vq else 2)
     return LDMArch(in_channels=u["input_blocks.0.0.weight"].shape[1], out_channels=u["out.2.weight"].shape[0],
                    model_channels=ch, channel_mult=mult, num_res_blocks=n, attn_levels=attn, spatial_transformer=spatial,
-                   context_dim=ctx, scale_shift=scale_shift, class_rows=None if table is None else table.shape[0],
+                   context_dim=ctx, scale_shift=scale_shift, resblock_updown=updown, class_rows=None if table is None else table.shape[0],
                    label_emb_rows=u["label_emb.weight"].shape[0] if "label_emb.weight" in u else None,
                    vae_kind="vq" if vq else "kl", vae_channels=vch, vae_mult=vmult,
                    vae_res_blocks=_count(v, r"encoder\.down\.0\.block\.(\d+)\."), latent_channels=latent,
@@ -186,12 +205,15 @@ def unet_key(name: str, arch: LDMArch) -> str:
         side, b, kind, l, rest = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
         block = f"input_blocks.{1 + b * (n + 1) + l}" if side == "down" else f"output_blocks.{b * (n + 1) + l}"
         return f"{block}.0.{_res(rest)}" if kind == "resnets" else f"{block}.1.{_attn(rest, arch)}"
-    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(\w+)", name):
-        return f"input_blocks.{(int(m.group(1)) + 1) * (n + 1)}.0.op.{m.group(2)}"
-    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(\w+)", name):
-        b = int(m.group(1))
+    # a level's resolution change: a convolution (op / conv) or, with resblock_updown, a resnet
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.(.+)", name):
+        block, rest = f"input_blocks.{(int(m.group(1)) + 1) * (n + 1)}.0", m.group(2)
+        return f"{block}.{_res(rest)}" if arch.resblock_updown else f"{block}.op.{rest.removeprefix('conv.')}"
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.(.+)", name):
+        b, rest = int(m.group(1)), m.group(2)
         has_attn = (len(arch.channel_mult) - 1 - b) in arch.attn_levels
-        return f"output_blocks.{b * (n + 1) + n}.{2 if has_attn else 1}.conv.{m.group(2)}"
+        block = f"output_blocks.{b * (n + 1) + n}.{2 if has_attn else 1}"
+        return f"{block}.{_res(rest)}" if arch.resblock_updown else f"{block}.{rest}"
     if m := re.fullmatch(r"mid_block\.resnets\.(\d)\.(.+)", name):
         return f"middle_block.{2 * int(m.group(1))}.{_res(m.group(2))}"
     if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", name):
@@ -332,6 +354,7 @@ def convert(sd: Mapping[str, torch.Tensor], sample_size: int, image_size: int, h
     import diffusers
 
     from .conditioning import accept_labels
+    from .pipeline import denoiser_class
 
     arch = infer_arch(sd)
     if "betas" in sd and not torch.allclose(sd["betas"].double(), scheduler.betas.double(), rtol=1e-4, atol=1e-7):
@@ -341,7 +364,7 @@ def convert(sd: Mapping[str, torch.Tensor], sample_size: int, image_size: int, h
         scaling_factor = float(sd["scale_factor"]) if "scale_factor" in sd else 1.0
     uname, ucfg = arch.unet_config(sample_size, head_channels, heads)
     vname, vcfg = arch.vae_config(image_size, scaling_factor)
-    unet, vae = getattr(diffusers, uname)(**ucfg), getattr(diffusers, vname)(**vcfg)
+    unet, vae = denoiser_class(uname)(**ucfg), getattr(diffusers, vname)(**vcfg)
     usd, vsd = to_diffusers(sd, arch, {k: v.shape for k, v in unet.state_dict().items()},
                             {k: v.shape for k, v in vae.state_dict().items()}, head_channels, heads, use_ema)
     unet.load_state_dict(usd, strict=True)

@@ -23,7 +23,21 @@ from ..weights import (AUTOENCODER, PIPELINE, PROMPTS, PROVENANCE, TEXT_ENCODER,
                        verify_pipeline)
 
 AUTOENCODERS = ("AutoencoderKL", "VQModel")
-DENOISERS = ("UNet2DModel", "UNet2DConditionModel")
+DENOISERS = ("UNet2DModel", "UNet2DConditionModel", "FixedHeadsUNet2DModel")
+
+
+def denoiser_class(name: str) -> type:
+    """The class of a denoiser folder's ``_class_name``: diffusers' own, or this package's
+    ``FixedHeadsUNet2DModel`` (``models.heads_unet``)."""
+    if name not in DENOISERS:
+        raise ValueError(f"{name!r} is not a denoiser this workflow runs (expected one of {', '.join(DENOISERS)})")
+    if name == "FixedHeadsUNet2DModel":
+        from .heads_unet import FixedHeadsUNet2DModel
+
+        return FixedHeadsUNet2DModel
+    import diffusers
+
+    return getattr(diffusers, name)
 
 
 @dataclass
@@ -126,8 +140,6 @@ def _load_denoiser(root: Path, verify: bool, text: bool = False) -> torch.nn.Mod
     """The UNet: a ``UNet2DModel`` (unconditional or with a class embedding), a class-context
     ``UNet2DConditionModel`` (``models.conditioning``), which takes integer labels once loaded,
     or, with ``text`` (the folder has a text encoder), a text-conditioned one."""
-    import diffusers
-
     from ..io import read_json_object
     from .conditioning import CLASS_CONTEXT, accept_labels
 
@@ -144,7 +156,7 @@ def _load_denoiser(root: Path, verify: bool, text: bool = False) -> torch.nn.Mod
         raise damaged(cfg_path, "a UNet2DConditionModel is conditioned on a class (encoder_hid_dim_type "
                       f"{CLASS_CONTEXT!r}, encoder_hid_dim = classes + 1) or on text, which needs text_encoder/, "
                       "tokenizer/ and prompts.txt beside it")
-    unet = getattr(diffusers, name).from_pretrained(root, subfolder=sub, use_safetensors=True if verify else None)
+    unet = denoiser_class(name).from_pretrained(root, subfolder=sub, use_safetensors=True if verify else None)
     try:
         return accept_labels(unet)
     except ValueError as e:

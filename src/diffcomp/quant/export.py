@@ -181,11 +181,13 @@ def read_export(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
 def load_export(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The quantized ``UNet2DModel`` stored in an export, in eval mode, ready for a diffusers
     pipeline (``DDIMPipeline(unet=..., scheduler=...)``) or ``diffcomp``'s sampler."""
-    from diffusers import UNet2DModel
+    from ..models.pipeline import denoiser_class
 
     header, tensors = read_export(path)
     with torch.random.fork_rng(devices=[]):  # the throwaway initial weights leave the global RNG as it was
-        unet = UNet2DModel.from_config(header["unet_config"])
+        # the fixed-heads model's config has attention_heads (its heads are not a UNet2DModel's)
+        cls = denoiser_class("FixedHeadsUNet2DModel" if "attention_heads" in header["unet_config"] else "UNet2DModel")
+        unet = cls.from_config(header["unet_config"])
     model = quantize_model(unet, header["spec"], inplace=True)
     packed = {p.key: p for p in header["packed"]}
     rest = {k: v for k, v in tensors.items() if k not in packed}

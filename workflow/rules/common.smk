@@ -9,6 +9,8 @@ import shlex
 
 from diffcomp.config import TRAINED_CLASSIFIER, TRAINED_RDD_CLASSIFIER
 from diffcomp.distill.methods import DISTILLERS
+from diffcomp.metrics.clip_score import FILES as CLIP_FILES
+from diffcomp.weights import has_text_encoder
 from diffcomp.methods import METHODS
 from diffcomp.hashing import code_hash
 from diffcomp.registry import modules_of
@@ -416,3 +418,32 @@ def report_targets():
         + calib
         + ["results/figures/job_times.png", "results/report/run_info.html"]
     )
+
+
+# The CLIP score of a text-to-image model's samples (evaluation.clip_score.model): the evaluate
+# job reads the CLIP model folder and the FP model's prompts (the prompts the samples had).
+def clip_score_model():
+    """evaluation.clip_score.model; refused for a model without prompts (nothing to score)."""
+    m = CFG.evaluation.clip_score.model
+    text = fp_model_parts()[1]
+    if m and not (text if text is not None else has_text_encoder(fp_model_dir())):
+        raise WorkflowError(
+            "invalid config: config key 'evaluation.clip_score.model': the CLIP score needs a "
+            "text-to-image model (model.source: hub with model.prompts, or a folder with prompts.txt)"
+        )
+    return m
+
+
+def clip_score_files():
+    """{clip: the CLIP folder's files, model: the FP model's} (empty without a CLIP score)."""
+    m = clip_score_model()
+    if not m:
+        return {"clip": [], "model": []}
+    return {"clip": [os.path.join(m, f) for f in CLIP_FILES], "model": fp_model_files()}
+
+
+def clip_score_args(input):
+    if not input.clip:
+        return ""
+    folder = os.path.dirname(input.clip[0])
+    return f"--clip-model {shlex.quote(folder)} --model {shlex.quote(folder_of(input.model))}"

@@ -54,49 +54,13 @@ rule reference_stats:
         ' {params.net} --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
-# The CLIP score of a text-to-image model's samples (evaluation.clip_score.model): the evaluate
-# job reads the CLIP model folder and the FP model's prompts (the prompts the samples had).
-from diffcomp.metrics.clip_score import FILES as CLIP_FILES
-from diffcomp.weights import has_text_encoder
-
-
-def clip_score_model():
-    """evaluation.clip_score.model; refused for a model without prompts (nothing to score)."""
-    m = CFG.evaluation.clip_score.model
-    text = fp_model_parts()[1]
-    if m and not (text if text is not None else has_text_encoder(fp_model_dir())):
-        raise WorkflowError(
-            "invalid config: config key 'evaluation.clip_score.model': the CLIP score needs a "
-            "text-to-image model (model.source: hub with model.prompts, or a folder with prompts.txt)"
-        )
-    return m
-
-
-def clip_score_files():
-    """{clip: the CLIP folder's files, model: the FP model's} (empty without a CLIP score)."""
-    m = clip_score_model()
-    if not m:
-        return {"clip": [], "model": []}
-    return {"clip": [os.path.join(m, f) for f in CLIP_FILES], "model": fp_model_files()}
-
-
-CLIP_SCORE = clip_score_files()  # checked when the workflow is parsed
-
-
-def clip_score_args(input):
-    if not input.clip:
-        return ""
-    folder = os.path.dirname(input.clip[0])
-    return f"--clip-model {shlex.quote(folder)} --model {shlex.quote(folder_of(input.model))}"
-
-
 rule evaluate:
     input:
         samples="results/samples/{variant}/samples.npz",
         reference=rules.reference_stats.output[0],
         net=feature_net_files(),
-        clip=CLIP_SCORE["clip"],
-        model=CLIP_SCORE["model"],
+        clip=clip_score_files()["clip"],
+        model=clip_score_files()["model"],
     output:
         "results/metrics/{variant}.json",
     log:

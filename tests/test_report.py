@@ -32,6 +32,26 @@ def test_table1_layout(records):
     assert pd.isna(df.loc["Q-Diffusion", "W8A8 FID"])  # missing variant -> empty cell, never invented
 
 
+def test_a_text_to_image_table_has_a_clip_score_column(records):
+    """The CLIP score is a column only where it was measured, read from each variant's record."""
+    from diffcomp.report.tables import table3, with_paper_columns
+
+    with_clip = {k: {**r, "metrics": {**r["metrics"], "clip_score": 30.0 + i}} for i, (k, r) in enumerate(records.items())}
+    df = table1(with_clip, [("linear", "Linear Quant")], ["W8A8", "W4A8"])
+    assert list(df.columns) == ["W8A8 FID", "W8A8 sFID", "W8A8 IS", "W8A8 CLIP", "W4A8 FID", "W4A8 sFID", "W4A8 IS",
+                                "W4A8 CLIP"]
+    assert df.loc["FP (W32A32)", "W8A8 CLIP"] == 30.0 and df.loc["Linear Quant", "W4A8 CLIP"] == 32.0
+
+    class NoPaper:
+        def get(self, *key):
+            return None
+
+    assert "W4A8 CLIP (paper)" in with_paper_columns(df, NoPaper(), [("linear", "Linear Quant")], ["W8A8", "W4A8"])
+    assert "W8A8 CLIP" not in table1(records, [("linear", "Linear Quant")], ["W8A8"]).columns
+    steps = {"fp-s4": {**records["fp"], "variant": "fp-s4", "metrics": {"fid": 1.0, "clip_score": 29.5}}}
+    assert table3(steps, [], [4]).loc[:, "4 steps CLIP"].tolist() == [29.5]
+
+
 def test_write_table_and_figure(records, tmp_path):
     df = table1(records, [("linear", "Linear Quant")], ["W8A8", "W4A8"])
     cap = protocol_caption(records)

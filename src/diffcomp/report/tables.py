@@ -11,6 +11,13 @@ from ..io import atomic_path, damaged, read_json_object, write_text
 from ..variant import BitSetting, Variant
 
 METRIC_COLUMNS = (("fid", "FID"), ("sfid", "sFID"), ("is", "IS"))
+CLIP_COLUMN = ("clip_score", "CLIP")  # a text-to-image protocol's (evaluation.clip_score)
+
+
+def metric_columns(records: dict[str, dict]) -> tuple[tuple[str, str], ...]:
+    """FID, sFID, IS, and the CLIP score when any record has one."""
+    clip = any(CLIP_COLUMN[0] in r["metrics"] for r in records.values())
+    return METRIC_COLUMNS + ((CLIP_COLUMN,) if clip else ())
 
 
 def load_metrics(paths: Sequence[str | Path]) -> dict[str, dict]:
@@ -30,11 +37,11 @@ def table1(records: dict[str, dict], methods: Sequence[tuple[str, str]], bits: S
     ``methods`` is ``[(instance name, display label)]``; ``bits`` like ``["W8A8", "W4A8"]``.
     The FP row is the same model under every W/A column group (its reference).
     """
-    rows = []
+    rows, cols = [], metric_columns(records)
     if "fp" in records:
-        rows.append(_row(records, "FP (W32A32)", [(b, "fp") for b in bits]))
+        rows.append(_row(records, "FP (W32A32)", [(b, "fp") for b in bits], cols))
     for name, label in methods:
-        rows.append(_row(records, label, [(b, _quant(name, b)) for b in bits]))
+        rows.append(_row(records, label, [(b, _quant(name, b)) for b in bits], cols))
     return pd.DataFrame(rows).set_index("Method")
 
 
@@ -45,10 +52,11 @@ def with_paper_columns(df: pd.DataFrame, paper, methods: Sequence[tuple[str, str
     keys = {"FP (W32A32)": "fp", **{label: name for name, label in methods}}
     out = df.copy()
     order = []
+    cols = [(k, c) for k, c in (*METRIC_COLUMNS, CLIP_COLUMN) if not bits or f"{bits[0]} {c}" in df.columns]
     for b in bits:
-        for key, col in METRIC_COLUMNS:
+        for key, col in cols:
             out[f"{b} {col} (paper)"] = [paper.get(keys.get(label, ""), b, key) for label in df.index]
-        order += [f"{b} {col}" for _, col in METRIC_COLUMNS] + [f"{b} {col} (paper)" for _, col in METRIC_COLUMNS]
+        order += [f"{b} {col}" for _, col in cols] + [f"{b} {col} (paper)" for _, col in cols]
     return out[order]
 
 
@@ -60,12 +68,14 @@ def _steps(name: str, n: int) -> str:
     return str(Variant(name, steps=n))
 
 
-def _row(records: dict[str, dict], label: str, columns: Sequence[tuple[str, str]]) -> dict:
-    """One table row: for each (column prefix, variant), its FID/sFID/IS (None where missing)."""
+def _row(records: dict[str, dict], label: str, columns: Sequence[tuple[str, str]],
+         metrics: Sequence[tuple[str, str]] = METRIC_COLUMNS) -> dict:
+    """One table row: for each (column prefix, variant), its ``metrics`` (FID/sFID/IS, and the
+    CLIP score where measured; None where missing)."""
     row = {"Method": label}
     for prefix, variant in columns:
         rec = records.get(variant)
-        for key, col in METRIC_COLUMNS:
+        for key, col in metrics:
             row[f"{prefix} {col}"] = rec["metrics"].get(key) if rec else None
     return row
 
@@ -88,7 +98,8 @@ FP_TEACHER_LABEL = "DDIM (FP teacher)"
 def table3(records: dict[str, dict], rows: Sequence[tuple[str, str]], steps: Sequence[int]) -> pd.DataFrame:
     """Rows = the FP teacher sampled with N DDIM steps, then every distillation instance;
     columns = ``"{N} steps {metric}"`` (variants ``fp-s{N}`` and ``{name}-s{N}``)."""
-    out = [_row(records, label, [(f"{n} steps", _steps(name, n)) for n in steps])
+    cols = metric_columns(records)
+    out = [_row(records, label, [(f"{n} steps", _steps(name, n)) for n in steps], cols)
            for name, label in [("fp", FP_TEACHER_LABEL), *rows]]
     return pd.DataFrame(out).set_index("Method")
 

@@ -52,19 +52,17 @@ def tiny_pipeline_dir(tmp_path_factory, tiny_unet):
 
 def place_hand_inputs(wd: Path) -> None:
     """The files that configs without a published download have placed by hand (stand-ins of the
-    right kind): config/sd-v1-4.yaml's prompts built from COCO's captions, its COCO reference batch
-    and its CLIP model folder's files; config/lsun-church-ldm8.yaml's LSUN-Church reference batch."""
-    import numpy as np
+    right kind): config/sd-v1-4.yaml's prompts built from COCO's captions, its COCO images and its
+    CLIP model folder's files; config/lsun-church-ldm8.yaml's LSUN-Church images."""
+    from PIL import Image
 
     from diffcomp.metrics.clip_score import FILES
 
     (wd / "resources/coco").mkdir(parents=True, exist_ok=True)
     (wd / "resources/coco/prompts-val2014-seed0-n10000.txt").write_text("A cat on a sofa.\nA red bus.\n")
-    np.savez(wd / "resources/coco/val2014-512.npz", mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(4),
-             sigma_s=np.eye(4))
-    (wd / "resources/lsun").mkdir(parents=True, exist_ok=True)
-    np.savez(wd / "resources/lsun/church_outdoor-train-256.npz", mu=np.zeros(4), sigma=np.eye(4), mu_s=np.zeros(4),
-             sigma_s=np.eye(4))
+    for folder in ("resources/coco/val2014", "resources/lsun/church_outdoor_train"):
+        (wd / folder).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 30), (200, 100, 50)).save(wd / folder / "img0.png")
     clip = wd / "resources/clip/clip-vit-large-patch14"
     clip.mkdir(parents=True, exist_ok=True)
     for f in FILES:

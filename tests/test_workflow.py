@@ -811,7 +811,8 @@ def test_the_latent_paper_configs_plan_their_downloads_conversion_and_protocol(r
     p = snakemake(repo_copy, "-n", "-p", "--configfile=config/lsun-church-ldm8.yaml", "results/table1.csv")
     out = p.stdout + p.stderr
     assert "lsun_churches.zip" in out and "--heads 8" in out and "--beta-end 0.0155" in out
-    assert '"steps": 400' in out and '"eta": 0.0' in out and "church_outdoor-train-256.npz" in out
+    assert '"steps": 400' in out and '"eta": 0.0' in out
+    assert "image-folder --folder resources/lsun/church_outdoor_train --size 256  --out" in out
     assert planned_jobs(p)["quantize"] == 6  # linear, Q-Diffusion, EDA-DM at W8A8 and W4A8
     # Stable Diffusion v1.4: the hub model downloaded with the COCO prompts, PLMS 50 steps with
     # guidance 7.5, 10,000 images, and the CLIP score of every variant with the model's prompts

@@ -346,6 +346,9 @@ def _semantic_checks(cfg: Config, base: Path, check_paths: bool) -> None:
         raise ConfigError(f"config key 'model.prompts': {_resolve(cfg.model.prompts, base)} does not exist (a text "
                           "file of prompts, one per line)")
     ref = cfg.evaluation.reference
+    if cfg.evaluation.reference_folder and not _resolve(ref, base).is_dir():
+        raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} is not a folder (a folder of "
+                          "reference images, jpg / png / webp)")
     if ref.endswith(".npz") and not cfg.evaluation.reference_url and not _resolve(ref, base).is_file():
         raise ConfigError(f"config key 'evaluation.reference': {_resolve(ref, base)} does not exist (an ADM reference "
                           "batch .npz, or train / test)")

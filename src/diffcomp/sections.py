@@ -245,7 +245,10 @@ class EvaluationConfig:
     format (``mu``, ``sigma``, ``mu_s``, ``sigma_s``; images ``arr_0`` optional): a path, or an
     ``https://`` URL that the ``fetch_reference`` rule downloads into ``resources/reference/``,
     checked against ``reference_sha256`` (null: no published checksum, its sha256 pinned at
-    download).
+    download); or a folder of images (a path ending in ``/``: COCO val2014, an export of
+    LSUN-Church's training set), resized and centre-cropped to ``reference_size`` as the ADM
+    evaluator's reference batches are (``data.image_folder``; ``reference_limit``: the first N
+    images in sorted order, null: all).
 
     How the sample jobs compute: ``precision`` ``fp32`` (exact: TF32 off), ``tf32`` or ``bf16``
     (autocast; quantized weights are stored in bf16 once), ``compile`` a ``torch.compile`` mode
@@ -263,6 +266,8 @@ class EvaluationConfig:
     batch_size: int | None = None
     reference: str = "test"
     reference_sha256: str | None = None
+    reference_size: int = 256
+    reference_limit: int | None = None
     precision: str = "fp32"
     compile: str | None = None
     clip_score: ClipScoreConfig = field(default_factory=ClipScoreConfig)
@@ -276,6 +281,11 @@ class EvaluationConfig:
     def reference_url(self) -> str | None:
         """The reference batch's URL when it is downloaded (else None)."""
         return self.reference if self.reference.startswith(("https://", "http://", "file://")) else None
+
+    @property
+    def reference_folder(self) -> str | None:
+        """The folder of reference images, when the reference is one (a path ending in /)."""
+        return self.reference if self.reference.endswith("/") and not self.reference_url else None
 
     @property
     def reference_file(self) -> str:

@@ -130,7 +130,8 @@ REFERENCE_IMAGES = "results/data/reference-images.npz"
 
 def reference_input():
     """A dataset split's images, a folder of images (as rule reference_images writes them), or
-    an ADM reference batch (.npz; downloaded by fetch_reference when the config names a URL)."""
+    an ADM reference batch (.npz; downloaded by fetch_reference when the config names a URL).
+    """
     if reference_is_npz():
         return CFG.evaluation.reference_file
     if CFG.evaluation.reference_folder:
@@ -143,7 +144,9 @@ def reference_output():
     if reference_is_npz():
         stem = os.path.basename(ref.reference)[: -len(".npz")]
     elif ref.reference_folder:
-        stem = f"{os.path.basename(ref.reference_folder.rstrip('/'))}-{ref.reference_size}"
+        stem = (
+            f"{os.path.basename(ref.reference_folder.rstrip('/'))}-{ref.reference_size}"
+        )
     else:
         stem = ref.reference
     return f"results/reference/{CFG.feature_net.name}-{stem}.npz"

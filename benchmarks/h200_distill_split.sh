@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# config/fmnist-distill-gpu.yaml's table 3 on a GPU machine lent for sessions shorter than the
+# whole chain (about 95 GPU-minutes on an H200 in fp32): two parts that share only PD's 8-step
+# student, one folder of about 5 MB.
+#
+#   bash benchmarks/h200_distill_split.sh pd OUT
+#       PD's chain (16 -> 8 -> 4 -> 2 -> 1) and the DDIM (FP teacher) and PD rows, sampled and
+#       evaluated with both seed sets; OUT/s0/ and OUT/s100000/ get their metrics, OUT/pd-s8.tgz
+#       the 8-step student, OUT/students/ every student's provenance (its stage diagnostics).
+#   bash benchmarks/h200_distill_split.sh rdd OUT PD_S8_TGZ
+#       both RDD rows (RDD, RDD + PD loss: 8 -> 4 -> 2 -> 1) from that student, same outputs.
+#
+# Run from the repository root. Environment: PY (python3), CORES (all), DATASET_ROOT (the
+# Fashion-MNIST files' folder, if not the config's). The rdd part makes the dataset first, then
+# unpacks the student with a newer modification time and runs snakemake with
+# --rerun-triggers mtime params (a student without snakemake's records is judged by its files' times; the
+# second seed set reruns the sample and evaluate jobs through their params), so the student is
+# taken as made, not rebuilt.
+set -euo pipefail
+PART=${1:-}
+OUT=${2:-}
+[ -n "$OUT" ] || { echo "usage: $0 pd OUT | $0 rdd OUT PD_S8_TGZ" >&2; exit 2; }
+PY=${PY:-python3}
+CFG=--configfile=config/fmnist-distill-gpu.yaml
+DATA=()
+[ -n "${DATASET_ROOT:-}" ] && DATA=("dataset={root: $DATASET_ROOT}")
+mkdir -p "$OUT"
+
+case "$PART" in
+  pd) targets=(fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8) ;;
+  rdd)
+    tgz=${3:-}
+    [ -f "$tgz" ] || { echo "$0 rdd: give the pd part's pd-s8.tgz" >&2; exit 2; }
+    "$PY" -m snakemake results/data/train.npz --cores "${CORES:-all}" "$CFG" --config "${DATA[@]}" "evaluation={seed: 0}"
+    mkdir -p results/distill/pd
+    tar xzf "$tgz" -C results/distill/pd
+    find results/distill/pd/steps8 -type f -exec touch {} +
+    targets=(rdd-s1 rdd-s2 rdd-s4 rdd_pd-s1 rdd_pd-s2 rdd_pd-s4)
+    ;;
+  *) echo "usage: $0 pd OUT | $0 rdd OUT PD_S8_TGZ" >&2; exit 2 ;;
+esac
+
+for seed in 0 100000; do
+  echo "=== $PART, seed set $seed, $(date +%T)"
+  "$PY" -m snakemake "${targets[@]/#/results/metrics/}" --cores "${CORES:-all}" --rerun-triggers mtime params \
+    "$CFG" --config "${DATA[@]}" "evaluation={seed: $seed}" > "$OUT/snakemake_${PART}_${seed}.log" 2>&1
+  mkdir -p "$OUT/s$seed"
+  for v in "${targets[@]}"; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done
+done
+if [ "$PART" = pd ]; then
+  tar czf "$OUT/pd-s8.tgz" -C results/distill/pd steps8
+fi
+mkdir -p "$OUT/students"
+for f in results/distill/*/steps*/provenance.json; do
+  cp "$f" "$OUT/students/$(echo "$f" | cut -d/ -f3,4 | tr / -).json"
+done
+"$PY" benchmarks/job_times.py collect results/benchmarks --out "$OUT/jobs_$PART.csv" >/dev/null 2>&1 || true
+echo "=== done $(date +%T)"

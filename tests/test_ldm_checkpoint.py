@@ -228,3 +228,32 @@ def test_the_convert_verb_writes_a_latent_model_folder_the_workflow_loads(tmp_pa
     assert torch.allclose(pipe.alphas_cumprod, ldm_scheduler(1000, 0.0015, 0.0195).alphas_cumprod.double())
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["checkpoint"]["sha256"] == digest and prov["arch"]["spatial_transformer"] is True
+
+
+def test_the_quantized_attention_of_a_fixed_heads_model_uses_each_layers_heads():
+    """Q-Diffusion's attention quantization swaps in its own processor; with quantization off it
+    must compute what the fixed-heads model computes (heads of 32 and 64 channels), so the
+    quantized model is the converted one up to its quantizers."""
+    from diffcomp.quant.module import set_quant_state
+    from diffcomp.quant.spec import AttentionConfig, QuantizerConfig, QuantSpec
+    from diffcomp.quant.wrap import quantize_model
+
+    unet, _ = _random_models(CHURCH, None, 2)
+    with torch.no_grad():  # sharp attention (random small weights give near-uniform weights whatever the heads)
+        for proj in (unet.mid_block.attentions[0].to_q, unet.mid_block.attentions[0].to_k):
+            proj.weight.mul_(20)
+    spec = QuantSpec(QuantizerConfig(4, per_channel=True), QuantizerConfig(8),
+                     attention=AttentionConfig(QuantizerConfig(8), QuantizerConfig(8)))
+    q = quantize_model(unet, spec)
+    set_quant_state(q, False, False)
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        assert torch.allclose(q(x, t).sample, unet(x, t).sample, atol=1e-5)
+        # the middle block's attention alone (2 heads of 64): the same change as the FP layer's, and
+        # a clearly different one from the same layer split into 1 head
+        h = torch.randn(2, 128, 2, 2)
+        layer_q, layer = q.mid_block.attentions[0], unet.mid_block.attentions[0]
+        change_q, change = layer_q(h) - h, layer(h) - h
+        assert torch.allclose(change_q, change, atol=1e-6)
+        layer.heads, layer.scale = 1, layer.inner_dim ** -0.5
+        assert (layer(h) - h - change).abs().max() > 0.05 * change.abs().max()

@@ -54,13 +54,17 @@ rule reference_stats:
         ' {params.net} --out {output:q} --device "$DIFFCOMP_DEVICE" --threads {threads} 2> {log:q}'
 
 
+# the CLIP score's inputs, refused at parse time for a model without prompts
+CLIP_SCORE = clip_score_files()
+
+
 rule evaluate:
     input:
         samples="results/samples/{variant}/samples.npz",
         reference=rules.reference_stats.output[0],
         net=feature_net_files(),
-        clip=clip_score_files()["clip"],
-        model=clip_score_files()["model"],
+        clip=CLIP_SCORE["clip"],
+        model=CLIP_SCORE["model"],
     output:
         "results/metrics/{variant}.json",
     log:

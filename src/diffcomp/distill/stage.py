@@ -193,8 +193,8 @@ def distill_stage(
     probe = (probe_batch(data, ac, student_steps, params.probe_per_step, params.seed + 2)
              if params.probe_per_step else None)
 
-    def loss_of(fwd, obj, z, t, x_target, a, s):
-        return _student_loss(fwd, kind, obj, z, t, x_target, a, s, autocast)
+    def loss_of(fwd, obj, z, t, x_target, a, s, draws=None):
+        return _student_loss(fwd, kind, obj, z, t, x_target, a, s, autocast, draws)
 
     def probe_gradient(it: int) -> None:
         if probe is None:
@@ -250,7 +250,7 @@ def distill_stage(
         z = (a * x0.double() + s * row("noise").double()).float()
         x_target = pd_target(teacher_fn, z, t, t_mid, t_end, ac, params.clip_teacher_x0)
         draws = {k[4:]: row(k) for k in bufs if k.startswith("obj.")}
-        loss, parts = _student_loss(student_fwd, kind, objective, z, t, x_target, a, s, autocast, draws)
+        loss, parts = loss_of(student_fwd, objective, z, t, x_target, a, s, draws)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), params.grad_clip)
         opt.param_groups[0]["lr"].copy_(row("lr"))

@@ -11,7 +11,10 @@
 #       both RDD rows (RDD, RDD + PD loss: 8 -> 4 -> 2 -> 1) from that student, same outputs.
 #
 # Run from the repository root. Environment: PY (python3), CORES (all), DATASET_ROOT (the
-# Fashion-MNIST files' folder, if not the config's). The rdd part makes the dataset first, then
+# Fashion-MNIST files' folder, if not the config's), CONFIG_EXTRA (more --config items, one per
+# line, e.g. 'distillation={precision: tf32, compile: default}'; give the rdd part the pd part's,
+# or the student's changed params rebuild it), SNAKEMAKE_ARGS (more snakemake options, split on
+# spaces, e.g. '--scheduler greedy' where the ILP solver's package is missing). The rdd part makes the dataset first, then
 # unpacks the student with a newer modification time and runs snakemake with
 # --rerun-triggers mtime params (a student without snakemake's records is judged by its files' times; the
 # second seed set reruns the sample and evaluate jobs through their params), so the student is
@@ -24,6 +27,10 @@ PY=${PY:-python3}
 CFG=--configfile=config/fmnist-distill-gpu.yaml
 DATA=()
 [ -n "${DATASET_ROOT:-}" ] && DATA=("dataset={root: $DATASET_ROOT}")
+if [ -n "${CONFIG_EXTRA:-}" ]; then
+  while IFS= read -r item; do [ -n "$item" ] && DATA+=("$item"); done <<<"$CONFIG_EXTRA"
+fi
+read -r -a SMK <<<"${SNAKEMAKE_ARGS:-}"
 mkdir -p "$OUT"
 
 case "$PART" in
@@ -31,7 +38,7 @@ case "$PART" in
   rdd)
     tgz=${3:-}
     [ -f "$tgz" ] || { echo "$0 rdd: give the pd part's pd-s8.tgz" >&2; exit 2; }
-    "$PY" -m snakemake results/data/train.npz --cores "${CORES:-all}" "$CFG" --config "${DATA[@]}" "evaluation={seed: 0}"
+    "$PY" -m snakemake results/data/train.npz --cores "${CORES:-all}" "${SMK[@]}" "$CFG" --config "${DATA[@]}" "evaluation={seed: 0}"
     mkdir -p results/distill/pd
     tar xzf "$tgz" -C results/distill/pd
     find results/distill/pd/steps8 -type f -exec touch {} +
@@ -42,7 +49,7 @@ esac
 
 for seed in 0 100000; do
   echo "=== $PART, seed set $seed, $(date +%T)"
-  "$PY" -m snakemake "${targets[@]/#/results/metrics/}" --cores "${CORES:-all}" --rerun-triggers mtime params \
+  "$PY" -m snakemake $(printf "results/metrics/%s.json " "${targets[@]}") --cores "${CORES:-all}" "${SMK[@]}" --rerun-triggers mtime params \
     "$CFG" --config "${DATA[@]}" "evaluation={seed: $seed}" > "$OUT/snakemake_${PART}_${seed}.log" 2>&1
   mkdir -p "$OUT/s$seed"
   for v in "${targets[@]}"; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done

@@ -328,6 +328,31 @@ def test_sampling_a_latent_model_decodes_guided_latents_into_images(tiny_ldm_dir
     assert not np.array_equal(np.load(tmp_path / "c.npz")["images"], a)
 
 
+def test_a_pipeline_moves_every_network_it_runs(tiny_text_ldm_dir):
+    """Pipeline.to puts the UNet, the autoencoder that decodes and the text encoder the prompt hook
+    calls on one device (the sample verb once moved only the UNet: a VQ decode on the GPU failed)."""
+    from diffcomp.models.pipeline import load_pipeline
+
+    pipe = load_pipeline(tiny_text_ldm_dir)
+    assert pipe.vae is not None and pipe.text is not None
+    assert pipe.to("meta") is pipe
+    for name, net in (("unet", pipe.unet), ("vae", pipe.vae), ("text encoder", pipe.text.encoder)):
+        devices = {p.device.type for p in net.parameters()}
+        assert devices == {"meta"}, (name, devices)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_sample_verb_decodes_a_latent_model_on_the_gpu(tiny_ldm_dir, tmp_path):
+    """The sample verb on CUDA: the latents, the UNet and the autoencoder share the device, and the
+    images equal the CPU's to rounding."""
+    sampler = json.dumps({"steps": 3, "skip": "uniform", "guidance": 2.0})
+    common = ["sample", "--model", str(tiny_ldm_dir), "--sampler", sampler, "--start", "0", "--end", "4"]
+    _verb(*common, "--device", "cuda", "--out", str(tmp_path / "gpu.npz"))
+    _verb(*common, "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "cpu.npz"))
+    g, c = np.load(tmp_path / "gpu.npz")["images"], np.load(tmp_path / "cpu.npz")["images"]
+    assert g.shape == c.shape and np.abs(g.astype(int) - c.astype(int)).max() <= 2
+
+
 def test_calibration_trajectories_of_a_conditional_model_keep_their_labels(tiny_kl_ldm_dir, tmp_path):
     tiny_ldm_dir = tiny_kl_ldm_dir
     from diffcomp.calib.trajectories import Trajectories

@@ -38,7 +38,7 @@ def run(args) -> None:
     spec, _, meta, _ = read_quantized(args.quantized)
     traj = Trajectories.load(args.trajectories)
     pipe = load_pipeline(args.model, device="cpu")
-    fp = pipe.unet.to(device).eval()
+    fp = pipe.to(device).unet.eval()
     model = load_quantized(pipe.unet, args.quantized).to(device).eval()
     t0 = time.time()
     shifts = {}

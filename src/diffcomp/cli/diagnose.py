@@ -39,7 +39,7 @@ def run(args) -> None:
     b = load_npz(args.fp_samples, {"images": "uint8", "indices": None})
     traj = Trajectories.load(args.heldout)
     pipe = load_pipeline(args.model, device="cpu")
-    fp = pipe.unet.to(device).eval()
+    fp = pipe.to(device).unet.eval()
     q = load_quantized(pipe.unet, args.quantized).to(device).eval()
     steps = []
     with torch.no_grad():

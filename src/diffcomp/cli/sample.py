@@ -95,7 +95,7 @@ def run(args) -> None:
         from ..quant.wrap import load_quantized
 
         pipe.unet = load_quantized(pipe.unet, args.quantized)
-    pipe.unet.to(device).eval()
+    pipe.to(device).unet.eval()
     fn = unet_fn(compiled(pipe.unet, args.compile), autocast, pipe.prediction_type, pipe.alphas_cumprod)
     classes = num_classes(pipe.unet)
     if classes is not None:  # label i mod K for image i; guidance through the null class K

@@ -73,6 +73,16 @@ class Pipeline:
         size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
         return (c.in_channels, size, size)
 
+    def to(self, device: str | torch.device) -> "Pipeline":
+        """Every network of the pipeline on ``device`` (the UNet, the autoencoder that decodes its
+        samples, the text encoder its prompt hook calls); returns the pipeline."""
+        self.unet.to(device)
+        if self.vae is not None:
+            self.vae.to(device)
+        if self.text is not None:
+            self.text.encoder.to(device)
+        return self
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents to images in about [-1, 1]: divided by the autoencoder's ``scaling_factor`` (the
         factor its latents were scaled by for training), then decoded (a VQ model quantizes first)."""

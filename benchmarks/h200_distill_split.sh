@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # config/fmnist-distill-gpu.yaml's table 3 on a GPU machine lent for sessions shorter than the
-# whole chain (about 95 GPU-minutes on an H200 in fp32): two parts that share only PD's 8-step
-# student, one folder of about 5 MB.
+# whole chain: two parts that share only PD's 8-step student, one folder of about 5 MB. Measured on
+# an H200 (TF32, compiled, one CUDA graph per iteration): PD's stages took 192, 154 and 301 s for
+# 16 -> 8, 8 -> 4 and 4 -> 2 (the 2 -> 1 stage ran at 68 it/s, about 300 s), so the pd part needs
+# about 17 minutes with its sampling and evaluation; each RDD row's three stages about 17 more.
 #
 #   bash benchmarks/h200_distill_split.sh pd OUT
 #       PD's chain (16 -> 8 -> 4 -> 2 -> 1) and the DDIM (FP teacher) and PD rows, sampled and
@@ -12,7 +14,7 @@
 #
 # Run from the repository root. Environment: PY (python3), CORES (all), DATASET_ROOT (the
 # Fashion-MNIST files' folder, if not the config's), CONFIG_EXTRA (more --config items, one per
-# line, e.g. 'distillation={precision: tf32, compile: default}'; give the rdd part the pd part's,
+# line, e.g. 'distillation={precision: fp32, compile: null}'; give the rdd part the pd part's,
 # or the student's changed params rebuild it), SNAKEMAKE_ARGS (more snakemake options, split on
 # spaces, e.g. '--scheduler greedy' where the ILP solver's package is missing). The rdd part makes the dataset first, then
 # unpacks the student with a newer modification time and runs snakemake with

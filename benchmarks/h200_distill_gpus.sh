@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# config/fmnist-distill-gpu.yaml's whole table 3 on one machine of three or more GPUs, in about the
+# time of PD's chain plus one RDD row (~25 minutes on H200s) instead of their sum:
+#
+#   bash benchmarks/h200_distill_gpus.sh OUT
+#
+# GPU 0 makes PD's 8-step student (the one input the three chains share), then three snakemake
+# runs go on side by side, one chain per GPU: PD's (8 -> 4 -> 2 -> 1, and the DDIM rows), RDD's
+# and RDD + PD loss's (4 -> 2 -> 1 from PD's 8-step student); each then samples and evaluates its
+# rows with both seed sets. They share the working directory (--nolock): their targets are
+# disjoint and everything upstream of them is made before they start. OUT/s0/ and OUT/s100000/ get
+# the metrics, OUT/students/ every student's provenance, OUT/*.log each run's snakemake log.
+#
+# Run from the repository root. Environment: PY (python3), DATASET_ROOT, CONFIG_EXTRA and
+# SNAKEMAKE_ARGS as for benchmarks/h200_distill_split.sh.
+set -euo pipefail
+OUT=${1:-}
+[ -n "$OUT" ] || { echo "usage: $0 OUT" >&2; exit 2; }
+PY=${PY:-python3}
+CFG=--configfile=config/fmnist-distill-gpu.yaml
+DATA=()
+[ -n "${DATASET_ROOT:-}" ] && DATA=("dataset={root: $DATASET_ROOT}")
+if [ -n "${CONFIG_EXTRA:-}" ]; then
+  while IFS= read -r item; do [ -n "$item" ] && DATA+=("$item"); done <<<"$CONFIG_EXTRA"
+fi
+read -r -a SMK <<<"${SNAKEMAKE_ARGS:-}"
+ngpu=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
+[ "$ngpu" -ge 3 ] || { echo "$0: needs 3 GPUs, found $ngpu (use h200_distill_split.sh)" >&2; exit 2; }
+mkdir -p "$OUT"
+
+smk() {  # GPU LOG SEED TARGET...
+  local gpu=$1 log=$2 seed=$3
+  shift 3
+  CUDA_VISIBLE_DEVICES=$gpu "$PY" -m snakemake "$@" --cores 5 --nolock "${SMK[@]}" --rerun-triggers mtime params \
+    "$CFG" --config "${DATA[@]}" "evaluation={seed: $seed}" >>"$OUT/$log.log" 2>&1
+}
+
+declare -A rows=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8"
+                 [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4")
+echo "=== PD's 8-step student and the shared inputs, $(date +%T)"
+smk 0 shared 0 results/distill/pd/steps8 results/data/train.npz results/reference/fmnist-classifier-test.npz
+
+chain() {  # GPU ROW
+  local gpu=$1 row=$2 seed targets=()
+  for v in ${rows[$row]}; do targets+=("results/metrics/$v.json"); done
+  for seed in 0 100000; do
+    smk "$gpu" "$row" "$seed" "${targets[@]}"
+    mkdir -p "$OUT/s$seed"
+    for v in ${rows[$row]}; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done
+  done
+  echo "=== $row done, $(date +%T)"
+}
+echo "=== three chains, $(date +%T)"
+pids=()
+chain 0 pd & pids+=($!)
+chain 1 rdd & pids+=($!)
+chain 2 rdd_pd & pids+=($!)
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+mkdir -p "$OUT/students"
+for f in results/distill/*/steps*/provenance.json; do
+  cp "$f" "$OUT/students/$(echo "$f" | cut -d/ -f3,4 | tr / -).json"
+done
+"$PY" benchmarks/job_times.py collect results/benchmarks --out "$OUT/jobs.csv" >/dev/null 2>&1 || true
+echo "=== done $(date +%T), rc $rc"
+exit $rc

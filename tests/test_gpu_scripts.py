@@ -1,0 +1,118 @@
+"""The GPU-machine drivers of table 3 (benchmarks/h200_distill_*.sh) run here against a stand-in
+for Python that records each snakemake call and makes the files it was asked for: the targets
+they request, the GPUs they pin and what they hand back are checked without a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_PY = r"""#!/usr/bin/env bash
+# stands in for python3: '-c' answers the GPU count; '-m snakemake' records its call and makes
+# every target it names (a .json a metrics file, anything else a student folder)
+if [ "$1" = -c ]; then echo "${FAKE_GPUS:-0}"; exit 0; fi
+if [ "$1" = -m ] && [ "$2" = snakemake ]; then
+  shift 2
+  printf '%s\n' "$(printf '%s\t' "${CUDA_VISIBLE_DEVICES:-}" "$@")" >> "$CALLS"
+  for a in "$@"; do
+    case "$a" in
+      results/metrics/*.json) mkdir -p results/metrics; echo '{"metrics": {"fid": 1.0}}' > "$a" ;;
+      results/distill/*/steps*) mkdir -p "$a/unet"; echo '{}' > "$a/provenance.json"; echo x > "$a/unet/w" ;;
+      results/*.npz) mkdir -p "$(dirname "$a")"; echo x > "$a" ;;
+    esac
+  done
+  exit 0
+fi
+exit 0  # job_times.py and the like
+"""
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    work = tmp_path / "work"
+    (work / "benchmarks").mkdir(parents=True)
+    for f in ("h200_distill_split.sh", "h200_distill_gpus.sh"):
+        shutil.copy(REPO / "benchmarks" / f, work / "benchmarks" / f)
+    py = tmp_path / "python"
+    py.write_text(FAKE_PY)
+    py.chmod(0o755)
+    env = {**os.environ, "PY": str(py), "CALLS": str(tmp_path / "calls.tsv")}
+    return work, env, tmp_path / "calls.tsv"
+
+
+def _calls(path: Path) -> list[list[str]]:
+    return [line.rstrip("\n").split("\t")[:-1] for line in path.read_text().splitlines()]
+
+
+def _targets(call: list[str]) -> list[str]:
+    return [a for a in call[1:] if a.startswith("results/")]
+
+
+def test_the_split_driver_asks_for_metrics_files_and_hands_back_pds_student(sandbox):
+    work, env, calls = sandbox
+    out = work / "out"
+    env = {**env, "DATASET_ROOT": "/data/fm", "CONFIG_EXTRA": "distillation={precision: fp32}",
+           "SNAKEMAKE_ARGS": "--scheduler greedy"}
+    # the fake makes no students: give it PD's 8-step one, as the real run leaves it
+    (work / "results/distill/pd/steps8/unet").mkdir(parents=True)
+    (work / "results/distill/pd/steps8/provenance.json").write_text("{}")
+    p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "pd", str(out)], cwd=work, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    runs = _calls(calls)
+    assert len(runs) == 2  # one per seed set
+    for run, seed in zip(runs, (0, 100000)):
+        assert _targets(run) == [f"results/metrics/{v}.json" for v in
+                                 ("fp-s1", "fp-s2", "fp-s4", "fp-s8", "fp-s16", "pd-s1", "pd-s2", "pd-s4", "pd-s8")]
+        assert f"evaluation={{seed: {seed}}}" in run and "dataset={root: /data/fm}" in run
+        assert "distillation={precision: fp32}" in run and "--scheduler" in run
+        assert (out / f"s{seed}" / "pd-s8.json").exists()
+    with tarfile.open(out / "pd-s8.tgz") as t:
+        assert "steps8/provenance.json" in t.getnames()
+
+    # the rdd part unpacks that student before asking for the RDD rows
+    calls.unlink()
+    shutil.rmtree(work / "results")
+    p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "rdd", str(work / "out2"), str(out / "pd-s8.tgz")],
+                       cwd=work, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    runs = _calls(calls)
+    assert _targets(runs[0]) == ["results/data/train.npz"]
+    assert _targets(runs[1]) == [f"results/metrics/{r}-s{n}.json" for r in ("rdd", "rdd_pd") for n in (1, 2, 4)]
+    assert (work / "results/distill/pd/steps8/provenance.json").exists()
+
+
+def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sandbox):
+    work, env, calls = sandbox
+    out = work / "out"
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(out)], cwd=work,
+                       env={**env, "FAKE_GPUS": "3"}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr + p.stdout
+    runs = _calls(calls)
+    first = runs[0]
+    assert first[0] == "0" and "results/distill/pd/steps8" in _targets(first)
+    by_gpu: dict[str, list[list[str]]] = {}
+    for run in runs[1:]:
+        assert "--nolock" in run
+        by_gpu.setdefault(run[0], []).append(run)
+    assert sorted(by_gpu) == ["0", "1", "2"]
+    wanted = {"0": ("fp-s1", "fp-s2", "fp-s4", "fp-s8", "fp-s16", "pd-s1", "pd-s2", "pd-s4", "pd-s8"),
+              "1": ("rdd-s1", "rdd-s2", "rdd-s4"), "2": ("rdd_pd-s1", "rdd_pd-s2", "rdd_pd-s4")}
+    for gpu, rows in wanted.items():
+        assert len(by_gpu[gpu]) == 2  # both seed sets
+        for run in by_gpu[gpu]:
+            assert _targets(run) == [f"results/metrics/{v}.json" for v in rows]
+        for seed in (0, 100000):
+            assert all((out / f"s{seed}" / f"{v}.json").exists() for v in rows)
+    assert json.loads((out / "s0" / "rdd-s1.json").read_text())["metrics"]["fid"] == 1.0
+
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o")], cwd=work,
+                       env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
+    assert p.returncode == 2 and "needs 3 GPUs" in p.stderr

@@ -8,7 +8,8 @@
 # runs go on side by side, one chain per GPU: PD's (8 -> 4 -> 2 -> 1, and the DDIM rows), RDD's
 # and RDD + PD loss's (4 -> 2 -> 1 from PD's 8-step student); each then samples and evaluates its
 # rows with both seed sets. They share the working directory (--nolock): their targets are
-# disjoint and everything upstream of them is made before they start. OUT/s0/ and OUT/s100000/ get
+# disjoint and everything upstream of them is made before they start. A fourth GPU, where there is
+# one, runs the config's ablations of PD's first stage (pd_eps, pd_long). OUT/s0/ and OUT/s100000/ get
 # the metrics, OUT/students/ every student's provenance, OUT/*.log each run's snakemake log.
 #
 # Run from the repository root. Environment: PY (python3), DATASET_ROOT, CONFIG_EXTRA and
@@ -16,14 +17,8 @@
 set -euo pipefail
 OUT=${1:-}
 [ -n "$OUT" ] || { echo "usage: $0 OUT" >&2; exit 2; }
-PY=${PY:-python3}
-CFG=--configfile=config/fmnist-distill-gpu.yaml
-DATA=()
-[ -n "${DATASET_ROOT:-}" ] && DATA=("dataset={root: $DATASET_ROOT}")
-if [ -n "${CONFIG_EXTRA:-}" ]; then
-  while IFS= read -r item; do [ -n "$item" ] && DATA+=("$item"); done <<<"$CONFIG_EXTRA"
-fi
-read -r -a SMK <<<"${SNAKEMAKE_ARGS:-}"
+# shellcheck source=benchmarks/distill_env.sh
+source "$(dirname "$0")/distill_env.sh"
 ngpu=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
 [ "$ngpu" -ge 3 ] || { echo "$0: needs 3 GPUs, found $ngpu (use h200_distill_split.sh)" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -36,7 +31,8 @@ smk() {  # GPU LOG SEED TARGET...
 }
 
 declare -A rows=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8"
-                 [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4")
+                 [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4"
+                 [ablations]="pd_eps-s8 pd_long-s8")
 echo "=== PD's 8-step student and the shared inputs, $(date +%T)"
 smk 0 shared 0 results/distill/pd/steps8 results/data/train.npz results/reference/fmnist-classifier-test.npz
 
@@ -55,12 +51,9 @@ pids=()
 chain 0 pd & pids+=($!)
 chain 1 rdd & pids+=($!)
 chain 2 rdd_pd & pids+=($!)
+if [ "$ngpu" -ge 4 ]; then chain 3 ablations & pids+=($!); else echo "=== 3 GPUs: no ablation rows"; fi
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
-mkdir -p "$OUT/students"
-for f in results/distill/*/steps*/provenance.json; do
-  cp "$f" "$OUT/students/$(echo "$f" | cut -d/ -f3,4 | tr / -).json"
-done
-"$PY" benchmarks/job_times.py collect results/benchmarks --out "$OUT/jobs.csv" >/dev/null 2>&1 || true
+collect_students "$OUT" "$OUT/jobs.csv"
 echo "=== done $(date +%T), rc $rc"
 exit $rc

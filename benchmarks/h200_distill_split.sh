@@ -25,14 +25,8 @@ set -euo pipefail
 PART=${1:-}
 OUT=${2:-}
 [ -n "$OUT" ] || { echo "usage: $0 pd OUT | $0 rdd OUT PD_S8_TGZ" >&2; exit 2; }
-PY=${PY:-python3}
-CFG=--configfile=config/fmnist-distill-gpu.yaml
-DATA=()
-[ -n "${DATASET_ROOT:-}" ] && DATA=("dataset={root: $DATASET_ROOT}")
-if [ -n "${CONFIG_EXTRA:-}" ]; then
-  while IFS= read -r item; do [ -n "$item" ] && DATA+=("$item"); done <<<"$CONFIG_EXTRA"
-fi
-read -r -a SMK <<<"${SNAKEMAKE_ARGS:-}"
+# shellcheck source=benchmarks/distill_env.sh
+source "$(dirname "$0")/distill_env.sh"
 mkdir -p "$OUT"
 
 case "$PART" in
@@ -59,9 +53,5 @@ done
 if [ "$PART" = pd ]; then
   tar czf "$OUT/pd-s8.tgz" -C results/distill/pd steps8
 fi
-mkdir -p "$OUT/students"
-for f in results/distill/*/steps*/provenance.json; do
-  cp "$f" "$OUT/students/$(echo "$f" | cut -d/ -f3,4 | tr / -).json"
-done
-"$PY" benchmarks/job_times.py collect results/benchmarks --out "$OUT/jobs_$PART.csv" >/dev/null 2>&1 || true
+collect_students "$OUT" "$OUT/jobs_$PART.csv"
 echo "=== done $(date +%T)"

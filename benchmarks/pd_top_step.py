@@ -6,6 +6,10 @@ of the student alone, from the same noises; FID of each, and their pixel MSE to 
 
     python benchmarks/pd_top_step.py STUDENT_FOLDER --steps 8 [--teacher resources/models/fmnist-ddpm]
         [--n 5000] [--reference results/reference/fmnist-classifier-test.npz] [--out pd_top_step.json]
+        [--each]
+
+``--each``: one such row for every student step k (the teacher's two steps in place of step k
+alone), to see where the gap sits.
 
 Prints and writes one JSON object.
 """
@@ -37,28 +41,39 @@ def main() -> None:
     p.add_argument("--reference", default="results/reference/fmnist-classifier-test.npz")
     p.add_argument("--classifier", default="resources/models/fmnist-classifier")
     p.add_argument("--out", default="pd_top_step.json")
+    p.add_argument("--each", action="store_true", help="also replace each other student step in turn")
     args = p.parse_args()
     n_steps = args.steps
     teacher, student = load_pipeline(args.teacher), load_pipeline(args.student)
     ac = teacher.alphas_cumprod
     t_eps = unet_fn(teacher.unet, None, teacher.prediction_type, ac)
     s_eps = unet_fn(student.unet, None, kind_of(student.prediction_type), ac)
-    t_top, t_mid, t_end = (int(v) for v in stage_times(len(ac), n_steps, torch.tensor([n_steps])))
+    def times(k: int) -> tuple[int, int, int]:
+        return tuple(int(v) for v in stage_times(len(ac), n_steps, torch.tensor([k])))
 
-    def hybrid(z, t):
-        tt = torch.as_tensor(t).reshape(-1).expand(z.shape[0])
-        if int(tt[0]) != t_top:
-            return s_eps(z, t)
-        full = lambda v: torch.full((z.shape[0],), v)  # noqa: E731
-        x = pd_target(t_eps, z, full(t_top), full(t_mid), full(t_end), ac, clip_x0=True).double()
-        a, s = coefficients(ac, full(t_top))
-        return ((z.double() - a * x) / s).to(z.dtype)
+    def hybrid(k: int):
+        """the student, except at its step k, where the teacher's two steps give the move"""
+        t_k, t_mid, t_end = times(k)
+
+        def fn(z, t):
+            tt = torch.as_tensor(t).reshape(-1).expand(z.shape[0])
+            if int(tt[0]) != t_k:
+                return s_eps(z, t)
+            full = lambda v: torch.full((z.shape[0],), v)  # noqa: E731
+            x = pd_target(t_eps, z, full(t_k), full(t_mid), full(t_end), ac, clip_x0=True).double()
+            a, s = coefficients(ac, full(t_k))
+            return ((z.double() - a * x) / s).to(z.dtype)
+
+        return fn
 
     student_cfg = SamplerConfig(name="ddim", steps=n_steps, eta=0.0, skip="trailing", clip_x0=True)
     teacher_cfg = SamplerConfig(name="ddim", steps=2 * n_steps, eta=0.0, skip="trailing", clip_x0=True)
     shape = teacher.sample_shape
-    runs = {"student": (s_eps, student_cfg), "student, top step by the teacher": (hybrid, student_cfg),
-            "teacher": (t_eps, teacher_cfg)}
+    runs = {"student": (s_eps, student_cfg), "student, top step by the teacher": (hybrid(n_steps), student_cfg)}
+    if args.each:
+        runs.update({f"student, step {k} (t = {times(k)[0]}) by the teacher": (hybrid(k), student_cfg)
+                     for k in range(n_steps - 1, 0, -1)})
+    runs["teacher"] = (t_eps, teacher_cfg)
     images = {k: [] for k in runs}
     with torch.no_grad():
         for start in range(0, args.n, args.batch):
@@ -70,7 +85,7 @@ def main() -> None:
     ref = dict(np.load(args.reference))
     ext = make_extractor("fmnist-classifier", args.classifier)
     teacher_px = images["teacher"].astype(np.float64) / 127.5 - 1
-    out = {"student": args.student, "steps": n_steps, "n": args.n, "top_step": [t_top, t_mid, t_end], "rows": {}}
+    out = {"student": args.student, "steps": n_steps, "n": args.n, "top_step": list(times(n_steps)), "rows": {}}
     for k, im in images.items():
         row = {"fid": round(compare(im, ref, ext, "cpu")["fid"], 3)}
         if k != "teacher":

@@ -86,11 +86,16 @@ def test_a_trained_rdd_network_has_its_names_architecture_and_not_the_evaluation
 
 def test_the_gpu_distillation_config_has_the_papers_budget():
     cfg = load_config(REPO / "config/fmnist-distill-gpu.yaml", check_paths=True, base_dir=REPO)
-    for m in cfg.distillation.methods:
-        p = m.built
+    rows = {m.name: m for m in cfg.distillation.methods}
+    for name in ("pd", "rdd", "rdd_pd"):  # the papers' rows
+        p = rows[name].built
         assert (p.iters, p.low_step_factor, p.batch_size, p.lr, p.parameterization) == (10_000, 2, 128, 5e-5, "v")
         assert p.stage_iters(1) == p.stage_iters(2) == 20_000 and p.stage_iters(4) == 10_000
-        assert m.method == "pd" or m.teacher_of(4) == ("pd", 8)
+        assert name == "pd" or rows[name].teacher_of(4) == ("pd", 8)
+    # the ablations of the first stage change one thing each and say so in their labels
+    assert rows["pd_eps"].built.parameterization == "eps" and "ablation" in rows["pd_eps"].label
+    assert rows["pd_long"].built.iters == 40_000 and "ablation" in rows["pd_long"].label
+    assert set(rows) == {"pd", "rdd", "rdd_pd", "pd_eps", "pd_long"}
     assert cfg.resource("distill").gpu == 1 and cfg.evaluation.n_samples == 5000
 
 

@@ -38,7 +38,7 @@ exit 0  # job_times.py and the like
 def sandbox(tmp_path):
     work = tmp_path / "work"
     (work / "benchmarks").mkdir(parents=True)
-    for f in ("h200_distill_split.sh", "h200_distill_gpus.sh"):
+    for f in ("h200_distill_split.sh", "h200_distill_gpus.sh", "distill_env.sh"):
         shutil.copy(REPO / "benchmarks" / f, work / "benchmarks" / f)
     py = tmp_path / "python"
     py.write_text(FAKE_PY)
@@ -74,6 +74,7 @@ def test_the_split_driver_asks_for_metrics_files_and_hands_back_pds_student(sand
         assert f"evaluation={{seed: {seed}}}" in run and "dataset={root: /data/fm}" in run
         assert "distillation={precision: fp32}" in run and "--scheduler" in run
         assert (out / f"s{seed}" / "pd-s8.json").exists()
+    assert (out / "students" / "pd-steps8.json").exists()  # the stage diagnostics come back
     with tarfile.open(out / "pd-s8.tgz") as t:
         assert "steps8/provenance.json" in t.getnames()
 
@@ -102,7 +103,7 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
     for run in runs[1:]:
         assert "--nolock" in run
         by_gpu.setdefault(run[0], []).append(run)
-    assert sorted(by_gpu) == ["0", "1", "2"]
+    assert sorted(by_gpu) == ["0", "1", "2"]  # three GPUs: no ablation rows
     wanted = {"0": ("fp-s1", "fp-s2", "fp-s4", "fp-s8", "fp-s16", "pd-s1", "pd-s2", "pd-s4", "pd-s8"),
               "1": ("rdd-s1", "rdd-s2", "rdd-s4"), "2": ("rdd_pd-s1", "rdd_pd-s2", "rdd_pd-s4")}
     for gpu, rows in wanted.items():
@@ -112,6 +113,14 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
         for seed in (0, 100000):
             assert all((out / f"s{seed}" / f"{v}.json").exists() for v in rows)
     assert json.loads((out / "s0" / "rdd-s1.json").read_text())["metrics"]["fid"] == 1.0
+
+    calls.unlink()
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o4")], cwd=work,
+                       env={**env, "FAKE_GPUS": "4"}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    fourth = [run for run in _calls(calls) if run[0] == "3"]
+    assert len(fourth) == 2 and all(_targets(r) == ["results/metrics/pd_eps-s8.json", "results/metrics/pd_long-s8.json"]
+                                    for r in fourth)
 
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o")], cwd=work,
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)

@@ -95,7 +95,8 @@ def test_the_gpu_distillation_config_has_the_papers_budget():
     # the ablations of the first stage change one thing each and say so in their labels
     assert rows["pd_eps"].built.parameterization == "eps" and "ablation" in rows["pd_eps"].label
     assert rows["pd_long"].built.iters == 40_000 and "ablation" in rows["pd_long"].label
-    assert set(rows) == {"pd", "rdd", "rdd_pd", "pd_eps", "pd_long"}
+    assert rows["pd_clip"].built.clip_teacher_x0 and not rows["pd"].built.clip_teacher_x0
+    assert set(rows) == {"pd", "rdd", "rdd_pd", "pd_eps", "pd_long", "pd_clip"}
     assert cfg.resource("distill").gpu == 1 and cfg.evaluation.n_samples == 5000
 
 

@@ -119,7 +119,7 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
                        env={**env, "FAKE_GPUS": "4"}, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     fourth = [run for run in _calls(calls) if run[0] == "3"]
-    assert len(fourth) == 2 and all(_targets(r) == ["results/metrics/pd_eps-s8.json", "results/metrics/pd_long-s8.json"]
+    assert len(fourth) == 2 and all(_targets(r) == [f"results/metrics/pd_{a}-s8.json" for a in ("eps", "clip", "long")]
                                     for r in fourth)
 
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o")], cwd=work,

@@ -22,11 +22,11 @@ import json
 import numpy as np
 import torch
 
-from diffcomp.data.fmnist import to_uint8
+from diffcomp.data.fmnist import to_model_range, to_uint8
 from diffcomp.distill.targets import pd_target, stage_times
 from diffcomp.metrics.fidelity import compare, make_extractor
 from diffcomp.models.config import SamplerConfig
-from diffcomp.models.parameterization import coefficients, kind_of
+from diffcomp.models.parameterization import coefficients, kind_of, to_eps
 from diffcomp.models.pipeline import load_pipeline
 from diffcomp.models.sampler import generate, unet_fn
 
@@ -48,6 +48,7 @@ def main() -> None:
     ac = teacher.alphas_cumprod
     t_eps = unet_fn(teacher.unet, None, teacher.prediction_type, ac)
     s_eps = unet_fn(student.unet, None, kind_of(student.prediction_type), ac)
+
     def times(k: int) -> tuple[int, int, int]:
         return tuple(int(v) for v in stage_times(len(ac), n_steps, torch.tensor([k])))
 
@@ -62,7 +63,7 @@ def main() -> None:
             full = lambda v: torch.full((z.shape[0],), v)  # noqa: E731
             x = pd_target(t_eps, z, full(t_k), full(t_mid), full(t_end), ac, clip_x0=True).double()
             a, s = coefficients(ac, full(t_k))
-            return ((z.double() - a * x) / s).to(z.dtype)
+            return to_eps(x, z.double(), a, s, "x").to(z.dtype)
 
         return fn
 
@@ -84,12 +85,12 @@ def main() -> None:
     images = {k: np.concatenate(v) for k, v in images.items()}
     ref = dict(np.load(args.reference))
     ext = make_extractor("fmnist-classifier", args.classifier)
-    teacher_px = images["teacher"].astype(np.float64) / 127.5 - 1
+    teacher_px = to_model_range(images["teacher"]).double()
     out = {"student": args.student, "steps": n_steps, "n": args.n, "top_step": list(times(n_steps)), "rows": {}}
     for k, im in images.items():
         row = {"fid": round(compare(im, ref, ext, "cpu")["fid"], 3)}
         if k != "teacher":
-            row["pixel_mse_to_teacher"] = round(float(((im.astype(np.float64) / 127.5 - 1 - teacher_px) ** 2).mean()), 5)
+            row["pixel_mse_to_teacher"] = round(float((to_model_range(im).double() - teacher_px).pow(2).mean()), 5)
         out["rows"][k] = row
     print(json.dumps(out))
     with open(args.out, "w") as f:

@@ -19,6 +19,7 @@ import json
 
 import torch
 
+from diffcomp.data.fmnist import to_model_range
 from diffcomp.distill.targets import pd_target, stage_times
 from diffcomp.io import load_npz
 from diffcomp.models.parameterization import coefficients, to_x0
@@ -50,9 +51,7 @@ def main() -> None:
     images = load_npz(args.data, {"images": "uint8"})["images"]
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(0, len(images), (args.batch,), generator=g)
-    x = torch.as_tensor(images[idx.numpy()]).float().div(127.5).sub(1).to(dev)
-    if x.ndim == 3:
-        x = x[:, None]
+    x = to_model_range(images[idx.numpy()]).to(dev)
     noise = torch.randn(x.shape, generator=g).to(dev)
     rows = []
     for n in (8, 4, 2, 1):

@@ -124,15 +124,15 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
     if scheduler.config.prediction_type not in FROM_DIFFUSERS:  # a typo would silently be read as eps
         raise damaged(sched_cfg, f"prediction_type {scheduler.config.prediction_type!r} is unknown",
                       f"set it to one of {sorted(FROM_DIFFUSERS)}")
-    unet.eval().requires_grad_(False).to(device)
+    unet.eval().requires_grad_(False)
     if text is not None:
         from .conditioning import accept_prompts, tokenize_prompts
 
-        text.encoder.eval().requires_grad_(False).to(device)
-        accept_prompts(unet, text.encoder, tokenize_prompts(text.tokenizer, text.prompts).to(device))
+        text.encoder.eval().requires_grad_(False)
+        accept_prompts(unet, text.encoder, tokenize_prompts(text.tokenizer, text.prompts))  # a UNet buffer
     vae = _load_autoencoder(root, verify) if has_autoencoder(root) else None
     if vae is not None:
-        vae.eval().requires_grad_(False).to(device)
+        vae.eval().requires_grad_(False)
         if vae.config.latent_channels != unet.config.in_channels:
             raise damaged(root / AUTOENCODER.configs[0], f"latent_channels {vae.config.latent_channels} differs from the "
                           f"UNet's in_channels {unet.config.in_channels}")
@@ -143,7 +143,7 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", verify: 
         scheduler=scheduler,
         vae=vae,
         text=text,
-    )
+    ).to(device)
 
 
 def _load_denoiser(root: Path, verify: bool, text: bool = False) -> torch.nn.Module:

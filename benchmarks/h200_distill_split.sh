@@ -43,9 +43,11 @@ case "$PART" in
   *) echo "usage: $0 pd OUT | $0 rdd OUT PD_S8_TGZ" >&2; exit 2 ;;
 esac
 
+metrics=()
+for v in "${targets[@]}"; do metrics+=("results/metrics/$v.json"); done
 for seed in 0 100000; do
   echo "=== $PART, seed set $seed, $(date +%T)"
-  "$PY" -m snakemake $(printf "results/metrics/%s.json " "${targets[@]}") --cores "${CORES:-all}" "${SMK[@]}" --rerun-triggers mtime params \
+  "$PY" -m snakemake "${metrics[@]}" --cores "${CORES:-all}" "${SMK[@]}" --rerun-triggers mtime params \
     "$CFG" --config "${DATA[@]}" "evaluation={seed: $seed}" > "$OUT/snakemake_${PART}_${seed}.log" 2>&1
   mkdir -p "$OUT/s$seed"
   for v in "${targets[@]}"; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done

@@ -816,7 +816,9 @@ def test_the_latent_paper_configs_plan_their_downloads_conversion_and_protocol(r
     out = p.stdout + p.stderr
     assert "lsun_churches.zip" in out and "--heads 8" in out and "--beta-end 0.0155" in out
     assert '"steps": 400' in out and '"eta": 0.0' in out
-    assert "image-folder --folder resources/lsun/church_outdoor_train --size 256  --out" in out
+    # the reference statistics read the image folder themselves, a batch at a time
+    assert "reference-stats --size 256 --folder resources/lsun/church_outdoor_train --feature-extractor" in out
+    assert "image-folder" not in out and "reference-images.npz" not in out
     assert planned_jobs(p)["quantize"] == 6  # linear, Q-Diffusion, EDA-DM at W8A8 and W4A8
     # Stable Diffusion v1.4: the hub model downloaded with the COCO prompts, PLMS 50 steps with
     # guidance 7.5, 10,000 images, and the CLIP score of every variant with the model's prompts
@@ -825,6 +827,7 @@ def test_the_latent_paper_configs_plan_their_downloads_conversion_and_protocol(r
     plan, out = planned_jobs(p), p.stdout + p.stderr
     assert plan["download"] == plan["trajectories"] == plan["reference_stats"] == 1
     assert plan["quantize"] == 4 and plan["evaluate"] == 5 and plan["sample_shard"] == 5 * 10  # 10,000 / 1,000
+    assert "reference-stats --size 512 --limit 10000 --folder resources/coco/val2014 --feature-extractor" in out
     assert "--hub-id CompVis/stable-diffusion-v1-4  --prompts resources/coco/prompts-val2014-seed0-n10000.txt" in out
     assert '"name": "plms"' in out and '"steps": 50' in out and '"guidance": 7.5' in out and '"skip": "ldm"' in out
     assert '"calibration": {"per_step": 128, "selector": "uniform", "steps": 25}' in out and '"sm_bits": 16' in out

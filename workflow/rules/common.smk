@@ -125,18 +125,27 @@ def reference_is_npz():
     return CFG.evaluation.reference.endswith(".npz")
 
 
-REFERENCE_IMAGES = "results/data/reference-images.npz"
-
-
 def reference_input():
-    """A dataset split's images, a folder of images (as rule reference_images writes them), or
-    an ADM reference batch (.npz; downloaded by fetch_reference when the config names a URL).
+    """A dataset split's images, a folder of images (read by reference_stats itself, a batch at
+    a time), or an ADM reference batch (.npz; downloaded by fetch_reference when the config
+    names a URL).
     """
     if reference_is_npz():
         return CFG.evaluation.reference_file
     if CFG.evaluation.reference_folder:
-        return REFERENCE_IMAGES
+        return CFG.evaluation.reference_folder
     return f"results/data/{CFG.evaluation.reference}.npz"
+
+
+def reference_source_args():
+    """reference-stats' options naming its input's kind (and a folder's size and limit)."""
+    ref = CFG.evaluation
+    if reference_is_npz():
+        return "--adm-npz"
+    if ref.reference_folder:
+        limit = f" --limit {ref.reference_limit}" if ref.reference_limit else ""
+        return f"--size {ref.reference_size}{limit} --folder"
+    return "--images"
 
 
 def reference_output():

@@ -52,35 +52,3 @@ rule coco_prompts:
     shell:
         '"$DIFFCOMP_PY" -m diffcomp.cli coco-prompts --captions {input.captions:q} --seed {wildcards.seed}'
         " --n {wildcards.n} --out {output:q} 2> {log:q}"
-
-
-# A folder of reference images (evaluation.reference ending in /: COCO val2014, an export of
-# LSUN-Church's training set) as one uint8 array, resized and centre-cropped as the ADM
-# evaluator's reference batches are; reference_stats reads it like a dataset split.
-if CFG.evaluation.reference_folder:
-
-    rule reference_images:
-        input:
-            CFG.evaluation.reference_folder,
-        output:
-            REFERENCE_IMAGES,
-        log:
-            "logs/reference_images.log",
-        benchmark:
-            "results/benchmarks/reference_images.tsv"
-        conda:
-            "../../envs/diffcomp.yaml"
-        threads: 1
-        resources:
-            **job_resources("dataset"),
-        params:
-            size=CFG.evaluation.reference_size,
-            limit=(
-                f"--limit {CFG.evaluation.reference_limit}"
-                if CFG.evaluation.reference_limit
-                else ""
-            ),
-            code=code("image_folder"),
-        shell:
-            '"$DIFFCOMP_PY" -m diffcomp.cli image-folder --folder {input:q} --size {params.size} {params.limit}'
-            " --out {output:q} 2> {log:q}"

@@ -46,7 +46,7 @@ rule reference_stats:
         **job_resources("reference"),
     params:
         net=lambda w, input: feature_net_arg(input),
-        src="--adm-npz" if reference_is_npz() else "--images",
+        src=reference_source_args(),
         extractor=CFG.feature_net.name,
         code=code("reference_stats"),
     shell:

@@ -1,5 +1,7 @@
-"""A folder of reference images (COCO val2014, an export of LSUN-Church's training set) as one
-uint8 array: the real images a text-to-image or LSUN protocol measures FID against.
+"""A folder of reference images (COCO val2014, an export of LSUN-Church's training set) read one
+image at a time: the real images a text-to-image or LSUN protocol measures FID against, streamed
+into the feature extractor so that no array of the whole folder is ever held (LSUN-Church's
+126,227 images at 256 x 256 would be 25 GB).
 
 Each image is resized and centre-cropped to ``size`` x ``size`` the way the ADM evaluator's
 reference batches and the guided-diffusion data loader do it (``center_crop``): halved with a box
@@ -11,9 +13,12 @@ computed from it, do not depend on the order the file system lists them in.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from ..io import FileError, damaged, missing
 
@@ -47,18 +52,40 @@ def center_crop(image, size: int) -> np.ndarray:
     return np.ascontiguousarray(arr[top:top + size, left:left + size].transpose(2, 0, 1))
 
 
-def load_folder(folder: str | Path, size: int, limit: int | None = None, progress: bool = False) -> np.ndarray:
-    """The first ``limit`` (None: all) images of ``folder`` in sorted order, as uint8
-    (N, 3, size, size). An unreadable file is one error naming it."""
-    from PIL import Image, UnidentifiedImageError
-    from tqdm.auto import tqdm
+class ImageFiles(Dataset):
+    """The first ``limit`` (None: all) images of ``folder`` in sorted order (``list_images``), each
+    read when asked for as a uint8 tensor (3, size, size) (``center_crop``). An unreadable file is
+    one error naming it."""
 
-    files = list_images(folder)[:limit]
-    out = np.empty((len(files), 3, size, size), dtype=np.uint8)
-    for i, f in enumerate(tqdm(files, desc="reference images", mininterval=10, disable=not progress)):
+    def __init__(self, folder: str | Path, size: int, limit: int | None = None):
+        if size < 1 or (limit is not None and limit < 1):
+            raise ValueError(f"size and limit must be positive, got {size} and {limit}")
+        self.root = Path(folder)
+        self.files = list_images(folder)[:limit]
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from PIL import Image, UnidentifiedImageError
+
+        f = self.files[i]
         try:
             with Image.open(f) as im:
-                out[i] = center_crop(im, size)
+                return torch.from_numpy(center_crop(im, self.size))
         except (UnidentifiedImageError, OSError) as e:
             raise damaged(f, f"not a readable image ({e})", "remove it from the folder or replace it") from None
-    return out
+
+    def digest(self) -> str:
+        """sha256 of the images read, in order: each file's path relative to the folder and the
+        sha256 of its bytes (what the statistics were computed from, independent of where the
+        folder lies and of file times)."""
+        h = hashlib.sha256()
+        for f in self.files:
+            fh = hashlib.sha256()
+            with open(f, "rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    fh.update(block)
+            h.update(f"{f.relative_to(self.root).as_posix()}\0{fh.hexdigest()}\n".encode())
+        return h.hexdigest()

@@ -68,15 +68,19 @@ def make_extractor(name: str, weights: str | None) -> Extractor:
     return Extractor(name=name, weights=weights)
 
 
-def extract(images: np.ndarray, ext: Extractor, device: str = "cpu", batch_size: int = 500) -> dict[str, torch.Tensor]:
-    """Features of ``images`` for every layer the metrics need."""
+def extract(images: np.ndarray | Dataset, ext: Extractor, device: str = "cpu",
+            batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """Features of ``images`` (a uint8 (N, C, H, W) array, or a dataset of uint8 (C, H, W)
+    tensors read a batch at a time: ``data.image_folder.ImageFiles``) for every layer the metrics
+    need."""
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
     layers = sorted({v for v in ext.layers().values() if v is not None})
     cuda = device.startswith("cuda")
     kwargs = {"feature_extractor_weights_path": ext.weights} if ext.weights else {}
     fe = create_feature_extractor(ext.name, layers, cuda=cuda, verbose=False, **kwargs)
-    feats = get_featuresdict_from_dataset(Uint8Images(images), fe, batch_size, cuda, save_cpu_ram=True, verbose=False)
+    data = Uint8Images(images) if isinstance(images, np.ndarray) else images
+    feats = get_featuresdict_from_dataset(data, fe, batch_size, cuda, save_cpu_ram=True, verbose=False)
     return {k: v.double() for k, v in feats.items()}
 
 
@@ -86,9 +90,10 @@ def _stats(x: torch.Tensor) -> dict[str, np.ndarray]:
     return fid_features_to_statistics(x)
 
 
-def reference_statistics(images: np.ndarray, ext: Extractor, device: str = "cpu") -> dict[str, np.ndarray]:
-    """What every comparison needs of the reference set: mean/covariance of the FID and sFID
-    features, and the FID features themselves (KID, precision/recall)."""
+def reference_statistics(images: np.ndarray | Dataset, ext: Extractor, device: str = "cpu") -> dict[str, np.ndarray]:
+    """What every comparison needs of the reference set (``extract``'s array or dataset):
+    mean/covariance of the FID and sFID features, and the FID features themselves (KID,
+    precision/recall)."""
     f = extract(images, ext, device)
     layers = ext.layers()
     out = {"n": np.array(len(images)), "source": np.array("images")}

@@ -32,9 +32,9 @@ import torch
 from diffcomp.data.fmnist import to_model_range
 from diffcomp.distill.diagnostics import probe_batch
 from diffcomp.distill.methods.pd import PDParams
-from diffcomp.distill.reparam import refit_output
+from diffcomp.distill.reparam import refit_inputs, refit_output
 from diffcomp.distill.stage import _student_loss, distill_stage
-from diffcomp.distill.targets import PDObjective, pd_target, stage_times
+from diffcomp.distill.targets import PDObjective, pd_target
 from diffcomp.io import load_npz
 from diffcomp.models.parameterization import coefficients
 from diffcomp.models.pipeline import load_pipeline
@@ -100,12 +100,7 @@ def main() -> None:
         row: dict = {}
         student = copy.deepcopy(teacher)
         if kind != "eps":  # the stage's refit, on the stage's own refit inputs
-            g = torch.Generator().manual_seed(params.seed + 1)
-            n = params.refit_samples
-            x0 = data[torch.randint(0, data.shape[0], (n,), generator=g)]
-            tr = stage_times(len(ac), STEPS, torch.randint(1, STEPS + 1, (n,), generator=g))[0]
-            a, s = coefficients(ac, tr)
-            zr = (a * x0.double() + s * torch.randn(x0.shape, generator=g).double()).float()
+            zr, tr = refit_inputs(data, ac, STEPS, params.refit_samples, params.seed + 1)
             row["refit"] = refit_output(student, teacher_eps, zr, tr, ac, kind)
         row["start"] = {**summary(step_losses(student, kind, teacher_eps, big, ac)),
                         "stage_probe": summary(step_losses(student, kind, teacher_eps, own, ac))}

@@ -9,6 +9,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.parameterization import coefficients, from_eps_x0, to_x0
+from .targets import stage_times
+
+
+def refit_inputs(data: torch.Tensor, alphas_cumprod: torch.Tensor, student_steps: int, n: int,
+                 seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (z, t) a stage refits its student's output layer on: ``n`` training images noised at
+    uniformly drawn student steps' timesteps, from a generator of their own (``seed``)."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = data[torch.randint(0, data.shape[0], (n,), generator=g).to(data.device)]
+    t = stage_times(int(alphas_cumprod.shape[0]), student_steps,
+                    torch.randint(1, student_steps + 1, (n,), generator=g))[0].to(data.device)
+    a, s = coefficients(alphas_cumprod, t)
+    z = (a * x0.double() + s * torch.randn(x0.shape, generator=g).to(data.device).double()).float()
+    return z, t
 
 
 @torch.no_grad()

@@ -160,14 +160,10 @@ def distill_stage(
     teacher_kind, kind = kind_of(teacher_prediction), params.parameterization
     refit = None
     if kind != teacher_kind and params.refit_output:  # before the optimiser's state is restored, if resuming
-        from .reparam import refit_output
+        from .reparam import refit_inputs, refit_output
 
-        g = torch.Generator().manual_seed(params.seed + 1)  # not the data order's generator
-        n = params.refit_samples
-        x0r = data[torch.randint(0, data.shape[0], (n,), generator=g).to(device)]
-        tr = stage_times(T, student_steps, torch.randint(1, student_steps + 1, (n,), generator=g))[0].to(device)
-        ar, sr = coefficients(ac, tr)
-        zr = (ar * x0r.double() + sr * torch.randn(x0r.shape, generator=g).to(device).double()).float()
+        # from a generator of their own, not the data order's
+        zr, tr = refit_inputs(data, ac, student_steps, params.refit_samples, params.seed + 1)
         refit = refit_output(student, unet_fn(teacher, None, teacher_kind, ac), zr, tr, ac, kind)
         log.info("output layer refitted from %s to %s: relative error %.4f -> %.4f", teacher_kind, kind,
                  refit["rel_err_before"], refit["rel_err_after"])

@@ -11,6 +11,10 @@
 #       the 8-step student, OUT/students/ every student's provenance (its stage diagnostics).
 #   bash benchmarks/h200_distill_split.sh rdd OUT PD_S8_TGZ
 #       both RDD rows (RDD, RDD + PD loss: 8 -> 4 -> 2 -> 1) from that student, same outputs.
+#   bash benchmarks/h200_distill_split.sh ablations OUT [ROW ...]
+#       the config's ablations of PD's first stage (16 -> 8 from the FP model: pd_eps, pd_clip,
+#       pd_long, or the ROWs named; about 3.5 minutes each, pd_long 13), same outputs. Run after
+#       the pd part in the same results/, or alone (they need only the FP model).
 #
 # Run from the repository root. Environment: PY (python3), CORES (all), DATASET_ROOT (the
 # Fashion-MNIST files' folder, if not the config's), CONFIG_EXTRA (more --config items, one per
@@ -24,7 +28,8 @@
 set -euo pipefail
 PART=${1:-}
 OUT=${2:-}
-[ -n "$OUT" ] || { echo "usage: $0 pd OUT | $0 rdd OUT PD_S8_TGZ" >&2; exit 2; }
+USAGE="usage: $0 pd OUT | $0 rdd OUT PD_S8_TGZ | $0 ablations OUT [ROW ...]"
+[ -n "$OUT" ] || { echo "$USAGE" >&2; exit 2; }
 # shellcheck source=benchmarks/distill_env.sh
 source "$(dirname "$0")/distill_env.sh"
 mkdir -p "$OUT"
@@ -40,7 +45,19 @@ case "$PART" in
     find results/distill/pd/steps8 -type f -exec touch {} +
     targets=(rdd-s1 rdd-s2 rdd-s4 rdd_pd-s1 rdd_pd-s2 rdd_pd-s4)
     ;;
-  *) echo "usage: $0 pd OUT | $0 rdd OUT PD_S8_TGZ" >&2; exit 2 ;;
+  ablations)
+    shift 2
+    rows=("$@")
+    [ ${#rows[@]} -gt 0 ] || rows=(pd_eps pd_clip pd_long)
+    targets=()
+    for r in "${rows[@]}"; do
+      case "$r" in
+        pd_eps | pd_clip | pd_long) targets+=("$r-s8") ;;
+        *) echo "$0 ablations: no ablation row '$r' (pd_eps, pd_clip, pd_long)" >&2; exit 2 ;;
+      esac
+    done
+    ;;
+  *) echo "$USAGE" >&2; exit 2 ;;
 esac
 
 metrics=()

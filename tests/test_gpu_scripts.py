@@ -89,6 +89,24 @@ def test_the_split_driver_asks_for_metrics_files_and_hands_back_pds_student(sand
     assert _targets(runs[1]) == [f"results/metrics/{r}-s{n}.json" for r in ("rdd", "rdd_pd") for n in (1, 2, 4)]
     assert (work / "results/distill/pd/steps8/provenance.json").exists()
 
+    # the ablations part: the rows named (all three by default), both seed sets; a wrong name is refused
+    calls.unlink()
+    p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "ablations", str(work / "out3"), "pd_eps", "pd_clip"],
+                       cwd=work, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    runs = _calls(calls)
+    assert len(runs) == 2 and all(_targets(r) == ["results/metrics/pd_eps-s8.json", "results/metrics/pd_clip-s8.json"]
+                                  for r in runs)
+    assert (work / "out3/s100000/pd_clip-s8.json").exists()
+    calls.unlink()
+    p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "ablations", str(work / "out4")],
+                       cwd=work, env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and _targets(_calls(calls)[0]) == [f"results/metrics/pd_{a}-s8.json"
+                                                                for a in ("eps", "clip", "long")]
+    p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "ablations", str(work / "out5"), "pd_x"],
+                       cwd=work, env=env, capture_output=True, text=True)
+    assert p.returncode == 2 and "no ablation row 'pd_x'" in p.stderr
+
 
 def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sandbox):
     work, env, calls = sandbox

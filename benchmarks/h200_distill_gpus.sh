@@ -9,7 +9,8 @@
 # and RDD + PD loss's (4 -> 2 -> 1 from PD's 8-step student); each then samples and evaluates its
 # rows with both seed sets. They share the working directory (--nolock): their targets are
 # disjoint and everything upstream of them is made before they start. A fourth GPU, where there is
-# one, runs the config's ablations of PD's first stage (pd_eps, pd_clip, pd_long). OUT/s0/ and OUT/s100000/ get
+# one, runs the config's ablations of PD's first stage (pd_eps, pd_clip, pd_long) and our chain
+# from pd_eps's student (pd_eps_v). OUT/s0/ and OUT/s100000/ get
 # the metrics, OUT/students/ every student's provenance, OUT/*.log each run's snakemake log.
 #
 # Run from the repository root. Environment: PY (python3), DATASET_ROOT, CONFIG_EXTRA and
@@ -32,7 +33,7 @@ smk() {  # GPU LOG SEED TARGET...
 
 declare -A rows=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8"
                  [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4"
-                 [ablations]="pd_eps-s8 pd_clip-s8 pd_long-s8")
+                 [ablations]="pd_eps-s8 pd_clip-s8 pd_long-s8 pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
 echo "=== PD's 8-step student and the shared inputs, $(date +%T)"
 smk 0 shared 0 results/distill/pd/steps8 results/data/train.npz results/reference/fmnist-classifier-test.npz
 

@@ -13,8 +13,10 @@
 #       both RDD rows (RDD, RDD + PD loss: 8 -> 4 -> 2 -> 1) from that student, same outputs.
 #   bash benchmarks/h200_distill_split.sh ablations OUT [ROW ...]
 #       the config's ablations of PD's first stage (16 -> 8 from the FP model: pd_eps, pd_clip,
-#       pd_long, or the ROWs named; about 3.5 minutes each, pd_long 13), same outputs. Run after
-#       the pd part in the same results/, or alone (they need only the FP model).
+#       pd_long; about 3.5 minutes each alone, pd_long 13) and our chain pd_eps_v (4 -> 2 -> 1 from
+#       pd_eps's student, about 13 minutes), all four or the ROWs named, same outputs. They need only
+#       the FP model; snakemake runs independent stages side by side (two on one H200: 1.24x the
+#       throughput of one after the other).
 #
 # Run from the repository root. Environment: PY (python3), CORES (all), DATASET_ROOT (the
 # Fashion-MNIST files' folder, if not the config's), CONFIG_EXTRA (more --config items, one per
@@ -48,12 +50,13 @@ case "$PART" in
   ablations)
     shift 2
     rows=("$@")
-    [ ${#rows[@]} -gt 0 ] || rows=(pd_eps pd_clip pd_long)
+    [ ${#rows[@]} -gt 0 ] || rows=(pd_eps pd_clip pd_long pd_eps_v)
     targets=()
     for r in "${rows[@]}"; do
       case "$r" in
         pd_eps | pd_clip | pd_long) targets+=("$r-s8") ;;
-        *) echo "$0 ablations: no ablation row '$r' (pd_eps, pd_clip, pd_long)" >&2; exit 2 ;;
+        pd_eps_v) targets+=("$r-s4" "$r-s2" "$r-s1") ;;
+        *) echo "$0 ablations: no row '$r' (pd_eps, pd_clip, pd_long, pd_eps_v)" >&2; exit 2 ;;
       esac
     done
     ;;

@@ -102,10 +102,11 @@ def test_the_split_driver_asks_for_metrics_files_and_hands_back_pds_student(sand
     p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "ablations", str(work / "out4")],
                        cwd=work, env=env, capture_output=True, text=True)
     assert p.returncode == 0 and _targets(_calls(calls)[0]) == [f"results/metrics/pd_{a}-s8.json"
-                                                                for a in ("eps", "clip", "long")]
+                                                                for a in ("eps", "clip", "long")] + \
+        [f"results/metrics/pd_eps_v-s{n}.json" for n in (4, 2, 1)]
     p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "ablations", str(work / "out5"), "pd_x"],
                        cwd=work, env=env, capture_output=True, text=True)
-    assert p.returncode == 2 and "no ablation row 'pd_x'" in p.stderr
+    assert p.returncode == 2 and "no row 'pd_x'" in p.stderr
 
 
 def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sandbox):
@@ -138,7 +139,7 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
     assert p.returncode == 0, p.stderr
     fourth = [run for run in _calls(calls) if run[0] == "3"]
     assert len(fourth) == 2 and all(_targets(r) == [f"results/metrics/pd_{a}-s8.json" for a in ("eps", "clip", "long")]
-                                    for r in fourth)
+                                    + [f"results/metrics/pd_eps_v-s{n}.json" for n in (4, 2, 1)] for r in fourth)
 
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o")], cwd=work,
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)

@@ -73,7 +73,7 @@ def run(args) -> None:
 
     # the student's scheduler records what it predicts, so sampling converts its output to eps
     scheduler = type(teacher.scheduler).from_config(teacher.scheduler.config,
-                                                    prediction_type=DIFFUSERS[params.parameterization])
+                                                    prediction_type=DIFFUSERS[stats["prediction"]])
     with atomic_path(args.out, suffix="") as tmp:
         save_pipeline(student, scheduler, tmp, provenance=provenance(
             what=f"{entry.label} student sampling with {args.steps} trailing DDIM steps, distilled from "

@@ -1,0 +1,58 @@
+"""benchmarks/distill_record.py: table 3's rows and stage diagnostics from the GPU drivers' output
+folders, with each row's mean and spread over seed sets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _metrics(fid: float) -> dict:
+    return {"metrics": {"fid": fid, "sfid": fid + 1, "is": 5.0, "kid": fid / 100, "precision": 0.8, "recall": 0.5},
+            "protocol": {"n_samples": 5000}}
+
+
+def _student(prediction: str, probes: list[tuple[int, float | None, float]]) -> dict:
+    return {"what": "a student", "stats": {
+        "seconds": 12.34, "iterations": 100, "prediction": prediction, "params": {"clip_teacher_x0": False},
+        "final_losses": {"loss": 0.0123456789}, "refit_output": None,
+        "diagnostics": {"gradient": [{"iteration": it, "top_step": {"loss": top, "samples": 8},
+                                      "other_steps": {"loss": other or 0.0, "samples": 0 if other is None else 8},
+                                      "top_share": None if other is None else 0.5} for it, other, top in probes],
+                        "teacher_match": {"start": {"mse": 0.3}, "end": {"mse": 0.01}}}}}
+
+
+def test_the_record_has_each_rows_seed_sets_mean_and_spread(tmp_path):
+    a, b = tmp_path / "pd", tmp_path / "abl"
+    for run, rows in ((a, {"fp-s1": (40.0, 39.0), "pd-s1": (8.0, 8.5)}), (b, {"pd_eps-s8": (4.5, 4.25)})):
+        for i, seed in enumerate((0, 100000)):
+            (run / f"s{seed}").mkdir(parents=True)
+            for v, fids in rows.items():
+                (run / f"s{seed}" / f"{v}.json").write_text(json.dumps(_metrics(fids[i])))
+    (b / "students").mkdir()
+    (b / "students" / "pd_eps-steps8.json").write_text(json.dumps(_student("eps", [(0, 0.004, 1.2), (100, 0.001, 0.01)])))
+    (b / "students" / "pd-steps1.json").write_text(json.dumps(_student("v", [(0, None, 0.08)])))
+    rec, fig = tmp_path / "rec.json", tmp_path / "fig.png"
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks/distill_record.py"), str(a), str(b), "--what", "test",
+                        "--record", str(rec), "--figure", str(fig)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(rec.read_text())
+    assert r["what"] == "test" and set(r["metrics"]) == {"fp-s1", "pd-s1", "pd_eps-s8"}
+    assert r["metrics"]["fp-s1"]["seeds"]["100000"]["fid"] == 39.0
+    assert r["metrics"]["fp-s1"]["mean"]["fid"] == 39.5 and r["metrics"]["fp-s1"]["spread"]["fid"] == 1.0
+    assert r["metrics"]["pd_eps-s8"]["mean"]["kid"] == pytest.approx(0.04375, abs=1e-4) and r["metrics"]["pd-s1"]["spread"]["fid"] == 0.5
+    eps = r["stages"]["pd_eps-steps8"]
+    assert eps["prediction"] == "eps" and eps["final_loss"] == 0.012346 and eps["teacher_match"] == {"start": 0.3, "end": 0.01}
+    assert [(q["iteration"], q["other_steps"], q["top_step"]) for q in eps["probes"]] == [(0, 0.004, 1.2), (100, 0.001, 0.01)]
+    assert r["stages"]["pd-steps1"]["probes"][0]["other_steps"] is None  # a 1-step student has no other steps
+    assert fig.stat().st_size > 10_000
+
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks/distill_record.py"), str(tmp_path / "none"), "--what", "x",
+                        "--record", str(rec)], capture_output=True, text=True)
+    assert p.returncode != 0 and "no run folder" in p.stderr

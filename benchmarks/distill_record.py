@@ -78,7 +78,7 @@ def read_stages(runs: list[Path]) -> dict[str, dict]:
     return stages
 
 
-def draw(record: dict, out: Path) -> None:
+def draw(record: dict, out: Path, title: str = "Table 3's rows") -> None:
     metrics, stages = record["metrics"], record["stages"]
     by_method: dict[str, dict[int, dict]] = {}
     for variant, row in metrics.items():
@@ -86,7 +86,7 @@ def draw(record: dict, out: Path) -> None:
         if m:
             by_method.setdefault(m["method"], {})[int(m["steps"])] = row
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
-    markers = "os^vD"
+    markers = "os^vDP*Xh"
     for i, (method, rows) in enumerate(sorted(by_method.items())):
         steps = sorted(rows)
         label = "DDIM (FP teacher)" if method == "fp" else method
@@ -99,7 +99,7 @@ def draw(record: dict, out: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("sampling steps")
     ax.set_ylabel("FID (mean of seed sets; dots: each set)")
-    ax.set_title("Table 3's rows, one H200")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     for name, st in sorted(stages.items()):
         if not name.endswith("-steps8"):
@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--what", required=True, help="what ran where (config, machine, precision)")
     ap.add_argument("--record", type=Path, required=True)
     ap.add_argument("--figure", type=Path)
+    ap.add_argument("--title", default="Table 3's rows", help="the FID panel's title")
     args = ap.parse_args()
     for run in args.runs:
         if not run.is_dir():
@@ -133,7 +134,7 @@ def main() -> None:
     args.record.parent.mkdir(parents=True, exist_ok=True)
     args.record.write_text(json.dumps(record, indent=1) + "\n")
     if args.figure:
-        draw(record, args.figure)
+        draw(record, args.figure, args.title)
 
 
 if __name__ == "__main__":

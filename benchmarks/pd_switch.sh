@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Where PD's students should change from the teacher's eps output to v, on the default's budget
+# (60 iterations per stage at batch 32, 120 for the 1- and 2-step students): the default config
+# plus four labelled chains given through --config, each the default PD recipe with v students
+# from a later stage on (the paper's v throughout: from 16 -> 8; then from 8 -> 4, 4 -> 2, 2 -> 1,
+# each taking the default eps chain's student as its first teacher), beside the default's eps PD
+# and the FP teacher's DDIM, with both seed sets.
+#
+#   bash benchmarks/pd_switch.sh OUT [CORES]
+#
+# OUT/s0/ and OUT/s100000/ get the metrics, OUT/students/ every student's provenance; then
+# benchmarks/distill_record.py makes the record and figure (docs/results.md, "Where the students
+# change to v"). About 25 minutes on two CPU cores. Run from the repository root; PY as for the
+# other drivers (python3), SNAKEMAKE_ARGS (more snakemake options).
+set -euo pipefail
+OUT=${1:-}
+[ -n "$OUT" ] || { echo "usage: $0 OUT [CORES]" >&2; exit 2; }
+PY=${PY:-python3}
+read -r -a SMK <<<"${SNAKEMAKE_ARGS:-}"
+common='method: pd, label: "%s", iters: 60, low_step_factor: 2, batch_size: 32, lr: 1.0e-5, parameterization: v'
+row() { printf "%s: {$common%s}" "$1" "$2" "$3"; }
+rows=$(printf '%s, ' \
+  "$(row pd_v8 'PD, v students from 16 -> 8 (the paper)' ', steps: [8, 4, 2, 1]')" \
+  "$(row pd_v4 'PD, eps to 8 steps, v from 8 -> 4' ', teacher: pd, steps: [4, 2, 1]')" \
+  "$(row pd_v2 'PD, eps to 4 steps, v from 4 -> 2' ', teacher: pd, steps: [2, 1]')" \
+  "$(row pd_v1 'PD, eps to 2 steps, v for 2 -> 1' ', teacher: pd, steps: [1]')")
+extra="distillation={methods: {${rows%, }}}"
+variants=(fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8 pd_v8-s1 pd_v8-s2 pd_v8-s4 pd_v8-s8
+          pd_v4-s1 pd_v4-s2 pd_v4-s4 pd_v2-s1 pd_v2-s2 pd_v1-s1)
+targets=()
+for v in "${variants[@]}"; do targets+=("results/metrics/$v.json"); done
+mkdir -p "$OUT"
+for seed in 0 100000; do
+  echo "=== seed set $seed, $(date +%T)"
+  "$PY" -m snakemake "${targets[@]}" --cores "${2:-2}" "${SMK[@]}" --config "$extra" "evaluation={seed: $seed}" \
+    > "$OUT/snakemake_$seed.log" 2>&1
+  mkdir -p "$OUT/s$seed"
+  for v in "${variants[@]}"; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done
+done
+mkdir -p "$OUT/students"
+for m in pd pd_v8 pd_v4 pd_v2 pd_v1; do
+  for f in results/distill/"$m"/steps*/provenance.json; do
+    cp "$f" "$OUT/students/$m-$(basename "$(dirname "$f")").json"
+  done
+done
+echo "=== done $(date +%T)"

@@ -144,3 +144,31 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o")], cwd=work,
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
     assert p.returncode == 2 and "needs 3 GPUs" in p.stderr
+
+
+def test_the_pd_switch_driver_adds_four_v_chains_to_the_default(sandbox):
+    """benchmarks/pd_switch.sh: one --config mapping that adds the four chains (each the default's
+    PD recipe with v students from a later stage on), all 19 variants for both seed sets."""
+    import yaml
+
+    work, env, calls = sandbox
+    shutil.copy(REPO / "benchmarks" / "pd_switch.sh", work / "benchmarks" / "pd_switch.sh")
+    for m, steps in (("pd", (8, 4, 2, 1)), ("pd_v8", (8, 4, 2, 1)), ("pd_v4", (4, 2, 1)), ("pd_v2", (2, 1)), ("pd_v1", (1,))):
+        for n in steps:  # the fake makes no students: leave them as the real run does
+            (work / f"results/distill/{m}/steps{n}").mkdir(parents=True)
+            (work / f"results/distill/{m}/steps{n}/provenance.json").write_text("{}")
+    p = subprocess.run(["bash", "benchmarks/pd_switch.sh", str(work / "out")], cwd=work, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    runs = _calls(calls)
+    assert len(runs) == 2
+    for run, seed in zip(runs, (0, 100000)):
+        assert len(_targets(run)) == 19 and "results/metrics/pd_v1-s1.json" in _targets(run)
+        assert f"evaluation={{seed: {seed}}}" in run
+        extra = next(a for a in run if a.startswith("distillation="))
+        rows = yaml.safe_load(extra.split("=", 1)[1])["methods"]
+        assert set(rows) == {"pd_v8", "pd_v4", "pd_v2", "pd_v1"}
+        assert all(r["method"] == "pd" and r["parameterization"] == "v" and r["iters"] == 60 for r in rows.values())
+        assert "teacher" not in rows["pd_v8"] and rows["pd_v8"]["steps"] == [8, 4, 2, 1]
+        assert rows["pd_v2"]["teacher"] == "pd" and rows["pd_v2"]["steps"] == [2, 1]
+    assert (work / "out/s100000/pd_v8-s8.json").exists() and (work / "out/students/pd_v4-steps2.json").exists()

@@ -8,15 +8,16 @@
 #
 #   bash benchmarks/pd_switch.sh OUT [CORES]
 #
-# OUT/s0/ and OUT/s100000/ get the metrics, OUT/students/ every student's provenance; then
+# OUT/s0/ and OUT/s100000/ get the metrics, OUT/students/ every student's provenance, OUT/jobs.csv
+# the job times; then
 # benchmarks/distill_record.py makes the record and figure (docs/results.md, "Where the students
 # change to v"). About 25 minutes on two CPU cores. Run from the repository root; PY as for the
 # other drivers (python3), SNAKEMAKE_ARGS (more snakemake options).
 set -euo pipefail
 OUT=${1:-}
 [ -n "$OUT" ] || { echo "usage: $0 OUT [CORES]" >&2; exit 2; }
-PY=${PY:-python3}
-read -r -a SMK <<<"${SNAKEMAKE_ARGS:-}"
+# shellcheck source=benchmarks/distill_env.sh
+source "$(dirname "$0")/distill_env.sh"  # PY, SMK and collect_students (its CFG, the GPU config, is not used here)
 common='method: pd, label: "%s", iters: 60, low_step_factor: 2, batch_size: 32, lr: 1.0e-5, parameterization: v'
 row() { printf "%s: {$common%s}" "$1" "$2" "$3"; }
 rows=$(printf '%s, ' \
@@ -37,10 +38,5 @@ for seed in 0 100000; do
   mkdir -p "$OUT/s$seed"
   for v in "${variants[@]}"; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done
 done
-mkdir -p "$OUT/students"
-for m in pd pd_v8 pd_v4 pd_v2 pd_v1; do
-  for f in results/distill/"$m"/steps*/provenance.json; do
-    cp "$f" "$OUT/students/$m-$(basename "$(dirname "$f")").json"
-  done
-done
+collect_students "$OUT" "$OUT/jobs.csv"
 echo "=== done $(date +%T)"

@@ -2,27 +2,35 @@
 # config/fmnist-distill-gpu.yaml's whole table 3 on one machine of three or more GPUs, in about the
 # time of PD's chain plus one RDD row (~25 minutes on H200s) instead of their sum:
 #
-#   bash benchmarks/h200_distill_gpus.sh OUT
+#   bash benchmarks/h200_distill_gpus.sh OUT [CHAIN ...]
 #
-# GPU 0 makes PD's 8-step student (the one input the three chains share), then three snakemake
-# runs go on side by side, one chain per GPU: PD's (8 -> 4 -> 2 -> 1, and the DDIM rows), RDD's
-# and RDD + PD loss's (4 -> 2 -> 1 from PD's 8-step student); each then samples and evaluates its
-# rows with both seed sets. They share the working directory (--nolock): their targets are
-# disjoint and everything upstream of them is made before they start. A fourth GPU, where there is
-# one, runs the config's ablations of PD's first stage (pd_eps, pd_clip, pd_long) and our chain
-# from pd_eps's student (pd_eps_v). OUT/s0/ and OUT/s100000/ get
-# the metrics, OUT/students/ every student's provenance, OUT/*.log each run's snakemake log.
+# GPU 0 makes PD's 8-step student (the one input the chains share), then one snakemake run per
+# chain goes on side by side, chain i on GPU i: pd (PD's 8 -> 4 -> 2 -> 1, and the DDIM rows), rdd
+# and rdd_pd (RDD's and RDD + PD loss's 4 -> 2 -> 1 from PD's 8-step student), ablations (the
+# config's ablations of PD's first stage, pd_eps, pd_clip, pd_long, and our chain from pd_eps's
+# student, pd_eps_v); each then samples and evaluates its rows with both seed sets. Without CHAINs:
+# pd, rdd and rdd_pd, and ablations where there is a fourth GPU. Naming fewer chains fits fewer
+# GPUs: on two, `OUT rdd rdd_pd` gives both RDD rows in the time of one. The runs share the working
+# directory (--nolock): their targets are disjoint and everything upstream of them is made before
+# they start. OUT/s0/ and OUT/s100000/ get the metrics, OUT/students/ every student's provenance,
+# OUT/*.log each run's snakemake log.
 #
 # Run from the repository root. Environment: PY (python3), DATASET_ROOT, CONFIG_EXTRA and
 # SNAKEMAKE_ARGS as for benchmarks/h200_distill_split.sh.
 set -euo pipefail
 OUT=${1:-}
-[ -n "$OUT" ] || { echo "usage: $0 OUT" >&2; exit 2; }
+[ -n "$OUT" ] || { echo "usage: $0 OUT [CHAIN ...]" >&2; exit 2; }
+shift
+chains=("$@")
 # shellcheck source=benchmarks/distill_env.sh
 source "$(dirname "$0")/distill_env.sh"
 ngpu=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
-[ "$ngpu" -ge 3 ] || { echo "$0: needs 3 GPUs, found $ngpu (use h200_distill_split.sh)" >&2; exit 2; }
-mkdir -p "$OUT"
+if [ ${#chains[@]} -eq 0 ]; then
+  chains=(pd rdd rdd_pd)
+  if [ "$ngpu" -ge 4 ]; then chains+=(ablations); fi
+fi
+[ "$ngpu" -ge ${#chains[@]} ] ||
+  { echo "$0: needs ${#chains[@]} GPUs for ${chains[*]}, found $ngpu (name fewer chains, or use h200_distill_split.sh)" >&2; exit 2; }
 
 smk() {  # GPU LOG SEED TARGET...
   local gpu=$1 log=$2 seed=$3
@@ -34,8 +42,14 @@ smk() {  # GPU LOG SEED TARGET...
 declare -A rows=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8"
                  [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4"
                  [ablations]="pd_eps-s8 pd_clip-s8 pd_long-s8 pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
-echo "=== PD's 8-step student and the shared inputs, $(date +%T)"
-smk 0 shared 0 results/distill/pd/steps8 results/data/train.npz results/reference/fmnist-classifier-test.npz
+for c in "${chains[@]}"; do
+  [ -n "${rows[$c]:-}" ] || { echo "$0: no chain '$c' (pd, rdd, rdd_pd, ablations)" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+shared=(results/data/train.npz results/reference/fmnist-classifier-test.npz)
+[ "${chains[*]}" = ablations ] || shared=(results/distill/pd/steps8 "${shared[@]}")
+echo "=== the shared inputs (${shared[*]}), $(date +%T)"
+smk 0 shared 0 "${shared[@]}"
 
 chain() {  # GPU ROW
   local gpu=$1 row=$2 seed targets=()
@@ -47,12 +61,12 @@ chain() {  # GPU ROW
   done
   echo "=== $row done, $(date +%T)"
 }
-echo "=== three chains, $(date +%T)"
+echo "=== ${chains[*]} on GPUs 0-$((${#chains[@]} - 1)), $(date +%T)"
 pids=()
-chain 0 pd & pids+=($!)
-chain 1 rdd & pids+=($!)
-chain 2 rdd_pd & pids+=($!)
-if [ "$ngpu" -ge 4 ]; then chain 3 ablations & pids+=($!); else echo "=== 3 GPUs: no ablation rows"; fi
+for i in "${!chains[@]}"; do
+  chain "$i" "${chains[$i]}" &
+  pids+=($!)
+done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 collect_students "$OUT" "$OUT/jobs.csv"

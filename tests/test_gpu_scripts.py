@@ -145,6 +145,26 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
     assert p.returncode == 2 and "needs 3 GPUs" in p.stderr
 
+    # chains named: on two GPUs, the two RDD rows side by side after PD's student
+    calls.unlink()
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o2"), "rdd", "rdd_pd"], cwd=work,
+                       env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    runs = _calls(calls)
+    assert runs[0][0] == "0" and "results/distill/pd/steps8" in _targets(runs[0])
+    assert sorted((r[0], tuple(_targets(r))) for r in runs[1:]) == sorted(
+        (gpu, tuple(f"results/metrics/{row}-s{n}.json" for n in (1, 2, 4)))
+        for gpu, row in (("0", "rdd"), ("1", "rdd_pd")) for _ in (0, 100000))
+    # the ablations alone need no PD student; a chain name that does not exist is refused
+    calls.unlink()
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o3"), "ablations"], cwd=work,
+                       env={**env, "FAKE_GPUS": "1"}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "results/distill/pd/steps8" not in _targets(_calls(calls)[0])
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o5"), "rdd", "rdx"], cwd=work,
+                       env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
+    assert p.returncode == 2 and "no chain 'rdx'" in p.stderr
+
 
 def test_the_pd_switch_driver_adds_four_v_chains_to_the_default(sandbox):
     """benchmarks/pd_switch.sh: one --config mapping that adds the four chains (each the default's

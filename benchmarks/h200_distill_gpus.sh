@@ -47,7 +47,7 @@ for c in "${chains[@]}"; do
 done
 mkdir -p "$OUT"
 shared=(results/data/train.npz results/reference/fmnist-classifier-test.npz)
-[ "${chains[*]}" = ablations ] || shared=(results/distill/pd/steps8 "${shared[@]}")
+[ "${chains[*]}" = ablations ] || shared=(results/distill/pd/steps8/provenance.json "${shared[@]}")
 echo "=== the shared inputs (${shared[*]}), $(date +%T)"
 smk 0 shared 0 "${shared[@]}"
 

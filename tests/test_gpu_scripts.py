@@ -24,6 +24,7 @@ if [ "$1" = -m ] && [ "$2" = snakemake ]; then
   for a in "$@"; do
     case "$a" in
       results/metrics/*.json) mkdir -p results/metrics; echo '{"metrics": {"fid": 1.0}}' > "$a" ;;
+      results/distill/*/steps*/provenance.json) mkdir -p "$(dirname "$a")/unet"; echo '{}' > "$a" ;;
       results/distill/*/steps*) mkdir -p "$a/unet"; echo '{}' > "$a/provenance.json"; echo x > "$a/unet/w" ;;
       results/*.npz) mkdir -p "$(dirname "$a")"; echo x > "$a" ;;
     esac
@@ -117,7 +118,7 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
     assert p.returncode == 0, p.stderr + p.stdout
     runs = _calls(calls)
     first = runs[0]
-    assert first[0] == "0" and "results/distill/pd/steps8" in _targets(first)
+    assert first[0] == "0" and "results/distill/pd/steps8/provenance.json" in _targets(first)
     by_gpu: dict[str, list[list[str]]] = {}
     for run in runs[1:]:
         assert "--nolock" in run
@@ -151,7 +152,7 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     runs = _calls(calls)
-    assert runs[0][0] == "0" and "results/distill/pd/steps8" in _targets(runs[0])
+    assert runs[0][0] == "0" and "results/distill/pd/steps8/provenance.json" in _targets(runs[0])
     assert sorted((r[0], tuple(_targets(r))) for r in runs[1:]) == sorted(
         (gpu, tuple(f"results/metrics/{row}-s{n}.json" for n in (1, 2, 4)))
         for gpu, row in (("0", "rdd"), ("1", "rdd_pd")) for _ in (0, 100000))
@@ -160,7 +161,7 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o3"), "ablations"], cwd=work,
                        env={**env, "FAKE_GPUS": "1"}, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert "results/distill/pd/steps8" not in _targets(_calls(calls)[0])
+    assert "results/distill/pd/steps8/provenance.json" not in _targets(_calls(calls)[0])
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o5"), "rdd", "rdx"], cwd=work,
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
     assert p.returncode == 2 and "no chain 'rdx'" in p.stderr

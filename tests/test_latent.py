@@ -231,7 +231,7 @@ def test_a_class_context_unet_takes_labels_and_embeds_them_as_its_context(tiny_c
 def _verb(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     import os
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO / "src"), os.environ.get("PYTHONPATH"))))}
     p = subprocess.run([sys.executable, "-m", "diffcomp.cli", *args], env=env, capture_output=True, text=True)
     if check:
         assert p.returncode == 0, p.stderr

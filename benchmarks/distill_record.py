@@ -10,7 +10,9 @@ sFID, IS, KID and precision/recall and their mean and spread (max - min over see
 student stage, its wall time, final loss, the top step's and the other steps' probe losses and
 gradient share at each probe, and the teacher-match error at its start and end. The figure:
 FID against sampling steps per method (DDIM = the FP teacher), each seed set a marker, beside the
-16 -> 8 stage's lower-step probe loss over its iterations per first-stage variant.
+16 -> 8 stage's lower-step probe loss over its iterations per first-stage variant. ``--with
+RECORD`` draws an earlier record's rows beside them (dashed, labelled with its file name): rows
+sampled and evaluated elsewhere, e.g. on the GPU, beside students evaluated on the CPU.
 """
 
 from __future__ import annotations
@@ -78,19 +80,28 @@ def read_stages(runs: list[Path]) -> dict[str, dict]:
     return stages
 
 
-def draw(record: dict, out: Path, title: str = "Table 3's rows") -> None:
-    metrics, stages = record["metrics"], record["stages"]
+def _by_method(metrics: dict) -> dict[str, dict[int, dict]]:
     by_method: dict[str, dict[int, dict]] = {}
     for variant, row in metrics.items():
         m = VARIANT.match(variant)
         if m:
             by_method.setdefault(m["method"], {})[int(m["steps"])] = row
+    return by_method
+
+
+def draw(record: dict, out: Path, title: str = "Table 3's rows", others: dict[str, dict] | None = None):
+    """The figure; ``others`` maps a label to an earlier record whose rows are drawn dashed beside."""
+    stages = record["stages"]
+    series = [(method, rows, "") for method, rows in sorted(_by_method(record["metrics"]).items())]
+    for name, other in (others or {}).items():
+        series += [(method, rows, name) for method, rows in sorted(_by_method(other["metrics"]).items())]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
     markers = "os^vDP*Xh"
-    for i, (method, rows) in enumerate(sorted(by_method.items())):
+    for i, (method, rows, source) in enumerate(series):
         steps = sorted(rows)
-        label = "DDIM (FP teacher)" if method == "fp" else method
-        line = ax.plot(steps, [rows[s]["mean"]["fid"] for s in steps], "-" if len(steps) > 1 else "",
+        label = ("DDIM (FP teacher)" if method == "fp" else method) + (f" [{source}]" if source else "")
+        style = ("--" if source else "-") if len(steps) > 1 else ""
+        line = ax.plot(steps, [rows[s]["mean"]["fid"] for s in steps], style,
                        marker=markers[i % len(markers)], label=label, lw=1.2)[0]
         for s in steps:
             vals = [v["fid"] for v in rows[s]["seeds"].values()]
@@ -115,6 +126,7 @@ def draw(record: dict, out: Path, title: str = "Table 3's rows") -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -124,17 +136,24 @@ def main() -> None:
     ap.add_argument("--record", type=Path, required=True)
     ap.add_argument("--figure", type=Path)
     ap.add_argument("--title", default="Table 3's rows", help="the FID panel's title")
+    ap.add_argument("--with", dest="others", type=Path, action="append", default=[],
+                    help="an earlier record whose rows the figure draws beside (dashed)")
     args = ap.parse_args()
     for run in args.runs:
         if not run.is_dir():
             raise SystemExit(f"distill_record: no run folder {run}")
+    others = {}
+    for path in args.others:
+        if not path.is_file():
+            raise SystemExit(f"distill_record: no record {path}")
+        others[path.stem] = json.loads(path.read_text())
     record = {"what": args.what, "metrics": read_metrics(args.runs), "stages": read_stages(args.runs)}
     if not record["metrics"]:
         raise SystemExit(f"distill_record: no s<seed>/<variant>.json under {', '.join(map(str, args.runs))}")
     args.record.parent.mkdir(parents=True, exist_ok=True)
     args.record.write_text(json.dumps(record, indent=1) + "\n")
     if args.figure:
-        draw(record, args.figure, args.title)
+        draw(record, args.figure, args.title, others)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,25 @@ def test_the_record_has_each_rows_seed_sets_mean_and_spread(tmp_path):
     p = subprocess.run([sys.executable, str(REPO / "benchmarks/distill_record.py"), str(tmp_path / "none"), "--what", "x",
                         "--record", str(rec)], capture_output=True, text=True)
     assert p.returncode != 0 and "no run folder" in p.stderr
+
+
+def test_the_figure_draws_an_earlier_records_rows_dashed_beside(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distill_record", REPO / "benchmarks/distill_record.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    row = {"seeds": {"0": {"fid": 9.0}, "1": {"fid": 8.0}}, "mean": {"fid": 8.5}}
+    cpu = {"metrics": {"rdd-s1": row, "rdd-s2": row, "fp-s1": row}, "stages": {}}
+    gpu = {"metrics": {"pd-s1": row, "pd-s2": row, "fp-s1": row}, "stages": {}}
+    fig = mod.draw(cpu, tmp_path / "f.png", others={"distill_h200": gpu})
+    lines = {ln.get_label(): ln.get_linestyle() for ln in fig.axes[0].get_lines()}
+    assert lines["rdd"] == "-" and lines["pd [distill_h200]"] == "--"  # this record's rows solid, the other's dashed
+    assert set(lines) == {"rdd", "DDIM (FP teacher)", "pd [distill_h200]", "DDIM (FP teacher) [distill_h200]"}
+    run = tmp_path / "run" / "s0"
+    run.mkdir(parents=True)
+    (run / "rdd-s1.json").write_text(json.dumps(_metrics(9.0)))
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks/distill_record.py"), str(tmp_path / "run"), "--what", "x",
+                        "--record", str(tmp_path / "r.json"), "--figure", str(tmp_path / "g.png"),
+                        "--with", str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert p.returncode != 0 and "no record" in p.stderr

@@ -8,9 +8,11 @@
 # chain goes on side by side, chain i on GPU i: pd (PD's 8 -> 4 -> 2 -> 1, and the DDIM rows), rdd
 # and rdd_pd (RDD's and RDD + PD loss's 4 -> 2 -> 1 from PD's 8-step student), ablations (the
 # config's ablations of PD's first stage, pd_eps, pd_clip, pd_long, and our chain from pd_eps's
-# student, pd_eps_v); each then samples and evaluates its rows with both seed sets. Without CHAINs:
-# pd, rdd and rdd_pd, and ablations where there is a fourth GPU. Naming fewer chains fits fewer
-# GPUs: on two, `OUT rdd rdd_pd` gives both RDD rows in the time of one. The runs share the working
+# student, pd_eps_v; or any one of those rows as its own chain); each then samples and evaluates
+# its rows with both seed sets. Without CHAINs: pd, rdd and rdd_pd, and ablations where there is a
+# fourth GPU. Naming fewer chains fits fewer GPUs: on two, `OUT rdd rdd_pd` gives both RDD rows in
+# the time of one, `OUT pd_long pd_eps_v` the two longest ablations (PD's student is made first
+# only for pd, rdd and rdd_pd). The runs share the working
 # directory (--nolock): their targets are disjoint and everything upstream of them is made before
 # they start. OUT/s0/ and OUT/s100000/ get the metrics, OUT/students/ every student's provenance,
 # OUT/*.log each run's snakemake log.
@@ -41,13 +43,18 @@ smk() {  # GPU LOG SEED TARGET...
 
 declare -A rows=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8"
                  [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4"
-                 [ablations]="pd_eps-s8 pd_clip-s8 pd_long-s8 pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
+                 [ablations]="pd_eps-s8 pd_clip-s8 pd_long-s8 pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1"
+                 [pd_eps]="pd_eps-s8" [pd_clip]="pd_clip-s8" [pd_long]="pd_long-s8"
+                 [pd_eps_v]="pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
+shared=(results/data/train.npz results/reference/fmnist-classifier-test.npz)
 for c in "${chains[@]}"; do
-  [ -n "${rows[$c]:-}" ] || { echo "$0: no chain '$c' (pd, rdd, rdd_pd, ablations)" >&2; exit 2; }
+  [ -n "${rows[$c]:-}" ] || { echo "$0: no chain '$c' (pd, rdd, rdd_pd, ablations, or one ablation row)" >&2; exit 2; }
+  case "$c" in  # PD's 8-step student is made first when a chain starts from it
+    pd | rdd | rdd_pd) [ "${shared[0]}" = results/distill/pd/steps8/provenance.json ] ||
+      shared=(results/distill/pd/steps8/provenance.json "${shared[@]}") ;;
+  esac
 done
 mkdir -p "$OUT"
-shared=(results/data/train.npz results/reference/fmnist-classifier-test.npz)
-[ "${chains[*]}" = ablations ] || shared=(results/distill/pd/steps8/provenance.json "${shared[@]}")
 echo "=== the shared inputs (${shared[*]}), $(date +%T)"
 smk 0 shared 0 "${shared[@]}"
 

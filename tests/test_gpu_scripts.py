@@ -162,6 +162,16 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
                        env={**env, "FAKE_GPUS": "1"}, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "results/distill/pd/steps8/provenance.json" not in _targets(_calls(calls)[0])
+    # single ablation rows as chains: one GPU each, no PD student first
+    calls.unlink()
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o4"), "pd_long", "pd_eps_v"], cwd=work,
+                       env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    runs = _calls(calls)
+    assert "results/distill/pd/steps8/provenance.json" not in _targets(runs[0])
+    assert sorted((r[0], tuple(_targets(r))) for r in runs[1:]) == sorted(
+        [("0", ("results/metrics/pd_long-s8.json",))] * 2
+        + [("1", tuple(f"results/metrics/pd_eps_v-s{n}.json" for n in (4, 2, 1)))] * 2)
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o5"), "rdd", "rdx"], cwd=work,
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
     assert p.returncode == 2 and "no chain 'rdx'" in p.stderr

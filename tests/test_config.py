@@ -37,8 +37,10 @@ def test_distillation_chains_and_their_teachers():
     assert cfg.distill_method("rdd").params["memory_size"] == 20_000  # paper default filled in
     assert cfg.distillation.sampler(2).skip == "trailing" and cfg.distillation.sampler(2).steps == 2
     # the paper's protocol: both RDD chains continue from PD's 8-step student; "RDD" is the
-    # released loss (no MSE term), "RDD + PD loss" adds PD's
-    for name, label, mse in [("rdd", "RDD", 0.0), ("rdd_pd", "RDD + PD loss", 1.0)]:
+    # released loss (no MSE term), "RDD + PD loss" adds PD's; the default's students predict eps,
+    # which the labels say (the papers' students do not)
+    assert cfg.distill_method("pd").label == "PD, eps students"
+    for name, label, mse in [("rdd", "RDD, eps students", 0.0), ("rdd_pd", "RDD + PD loss, eps students", 1.0)]:
         m = cfg.distill_method(name)
         assert m.method == "rdd" and m.label == label and m.params["mse_weight"] == mse
         assert m.teacher_of(4) == ("pd", 8) and m.teacher_of(2) == (name, 4)
@@ -283,8 +285,8 @@ BAD_VALUES = [
      "config key 'quantization.methods.qdiffusion_nosplit.label': 'Q-Diffusion' is already the label of"),
     ("the FP row's label", lambda r: _methods(r)["linear"].update(label="FP (W32A32)"),
      "'FP (W32A32)' is already the label of the FP row"),
-    ("two chains, one label", lambda r: r["distillation"]["methods"]["rdd"].update(label="PD"),
-     "config key 'distillation.methods.rdd.label': 'PD' is already the label of distillation.methods.pd"),
+    ("two chains, one label", lambda r: r["distillation"]["methods"]["rdd"].update(label="PD, eps students"),
+     "config key 'distillation.methods.rdd.label': 'PD, eps students' is already the label of distillation.methods.pd"),
     ("repeated distillation steps", lambda r: r["distillation"].update(steps=[4, 2, 2]),
      "config key 'distillation.steps': repeated step count"),
     ("repeated chain steps", lambda r: r["distillation"]["methods"]["rdd"].update(steps=[2, 1, 1]),

@@ -121,8 +121,12 @@ def test_bias_correction_makes_every_layers_mean_output_the_fp_layers(tiny_unet)
     shifts = correct_biases(model, tiny_unet, batch, run)
     assert set(shifts) == set(layers)
     after = means(model)
-    for n in layers:  # on the data it was fitted on, with every earlier layer corrected too
-        assert torch.allclose(after[n], fp[n], atol=1e-4), n
+    # on the data it was fitted on, with every earlier layer corrected too: equal up to the rounding
+    # of the 4-bit activations, where a last-bit difference of a float32 sum (CPUs differ) flips
+    # an element to the next step and moves a channel's mean by about 1e-4; uncorrected, the
+    # means are up to 0.2 apart (over 1e-3, asserted above)
+    for n in layers:
+        assert torch.allclose(after[n], fp[n], atol=3e-4), n
 
 
 @pytest.mark.parametrize("verb", ["table1", "table2"])

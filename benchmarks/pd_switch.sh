@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Where PD's students should change from the teacher's eps output to v, on the default's budget
-# (60 iterations per stage at batch 32, 120 for the 1- and 2-step students): the default config
-# plus four labelled chains given through --config, each the default PD recipe with v students
-# from a later stage on (the paper's v throughout: from 16 -> 8; then from 8 -> 4, 4 -> 2, 2 -> 1,
-# each taking the default eps chain's student as its first teacher), beside the default's eps PD
-# and the FP teacher's DDIM, with both seed sets.
+# (60 iterations per stage at batch 32, 120 for the 1- and 2-step students): the default config's
+# PD rows (v throughout, the paper's; eps throughout, the labelled "PD, eps students") plus three
+# chains given through --config, each the default PD recipe with eps students up to a stage and v
+# from the next on (from 8 -> 4, 4 -> 2 and 2 -> 1, each taking the eps chain's student as its
+# first teacher), beside the FP teacher's DDIM, with both seed sets.
 #
 #   bash benchmarks/pd_switch.sh OUT [CORES]
 #
@@ -21,12 +21,11 @@ source "$(dirname "$0")/distill_env.sh"  # PY, SMK and collect_students (its CFG
 common='method: pd, label: "%s", iters: 60, low_step_factor: 2, batch_size: 32, lr: 1.0e-5, parameterization: v'
 row() { printf "%s: {$common%s}" "$1" "$2" "$3"; }
 rows=$(printf '%s, ' \
-  "$(row pd_v8 'PD, v students from 16 -> 8 (the paper)' ', steps: [8, 4, 2, 1]')" \
-  "$(row pd_v4 'PD, eps to 8 steps, v from 8 -> 4' ', teacher: pd, steps: [4, 2, 1]')" \
-  "$(row pd_v2 'PD, eps to 4 steps, v from 4 -> 2' ', teacher: pd, steps: [2, 1]')" \
-  "$(row pd_v1 'PD, eps to 2 steps, v for 2 -> 1' ', teacher: pd, steps: [1]')")
+  "$(row pd_v4 'PD, eps to 8 steps, v from 8 -> 4' ', teacher: pd_eps, steps: [4, 2, 1]')" \
+  "$(row pd_v2 'PD, eps to 4 steps, v from 4 -> 2' ', teacher: pd_eps, steps: [2, 1]')" \
+  "$(row pd_v1 'PD, eps to 2 steps, v for 2 -> 1' ', teacher: pd_eps, steps: [1]')")
 extra="distillation={methods: {${rows%, }}}"
-variants=(fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8 pd_v8-s1 pd_v8-s2 pd_v8-s4 pd_v8-s8
+variants=(fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8 pd_eps-s1 pd_eps-s2 pd_eps-s4 pd_eps-s8
           pd_v4-s1 pd_v4-s2 pd_v4-s4 pd_v2-s1 pd_v2-s2 pd_v1-s1)
 targets=()
 for v in "${variants[@]}"; do targets+=("results/metrics/$v.json"); done

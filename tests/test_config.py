@@ -30,23 +30,25 @@ def test_distillation_chains_and_their_teachers():
     cfg = parse_config(DEFAULT, check_paths=False)
     # the FP teacher at every step count and as the 16-step teacher of PD's first stage
     assert cfg.distill_variants()[:5] == ["fp-s8", "fp-s4", "fp-s2", "fp-s1", "fp-s16"]
-    assert cfg.distill_variants()[5:] == ["pd-s8", "pd-s4", "pd-s2", "pd-s1", "rdd-s4", "rdd-s2", "rdd-s1",
-                                          "rdd_pd-s4", "rdd_pd-s2", "rdd_pd-s1"]
+    rows = ("pd-s8", "pd-s4", "pd-s2", "pd-s1", "rdd-s4", "rdd-s2", "rdd-s1", "rdd_pd-s4", "rdd_pd-s2", "rdd_pd-s1")
+    assert cfg.distill_variants()[5:] == list(rows) + [r.replace("-", "_eps-") for r in rows]
     pd = cfg.distill_method("pd")
     assert pd.teacher_of(8) == ("fp", 16) and pd.teacher_of(4) == ("pd", 8) and pd.teacher_of(1) == ("pd", 2)
     assert cfg.distill_method("rdd").params["memory_size"] == 20_000  # paper default filled in
     assert cfg.distillation.sampler(2).skip == "trailing" and cfg.distillation.sampler(2).steps == 2
     # the paper's protocol: both RDD chains continue from PD's 8-step student; "RDD" is the
-    # released loss (no MSE term), "RDD + PD loss" adds PD's; the default's students predict eps,
-    # which the labels say (the papers' students do not)
-    assert cfg.distill_method("pd").label == "PD, eps students"
-    for name, label, mse in [("rdd", "RDD, eps students", 0.0), ("rdd_pd", "RDD + PD loss, eps students", 1.0)]:
-        m = cfg.distill_method(name)
-        assert m.method == "rdd" and m.label == label and m.params["mse_weight"] == mse
-        assert m.teacher_of(4) == ("pd", 8) and m.teacher_of(2) == (name, 4)
+    # released loss (no MSE term), "RDD + PD loss" adds PD's; the papers' rows have v students,
+    # and the same three chains with eps students are labelled as such
+    for suffix, label_end, pred in (("", "", "v"), ("_eps", ", eps students", "eps")):
+        assert cfg.distill_method("pd" + suffix).label == "PD" + label_end
+        for name, label, mse in [("rdd", "RDD", 0.0), ("rdd_pd", "RDD + PD loss", 1.0)]:
+            m = cfg.distill_method(name + suffix)
+            assert m.method == "rdd" and m.label == label + label_end and m.params["mse_weight"] == mse
+            assert m.teacher_of(4) == ("pd" + suffix, 8) and m.teacher_of(2) == (name + suffix, 4)
+            assert m.params["parameterization"] == pred == cfg.distill_method("pd" + suffix).params["parameterization"]
     teachers = cfg.distill_teachers()
     assert teachers["pd-s8"] == "fp-s16" and teachers["pd-s4"] == "pd-s8" and teachers["rdd-s4"] == "pd-s8"
-    assert teachers["rdd_pd-s1"] == "rdd_pd-s2" and len(teachers) == 10
+    assert teachers["rdd_pd-s1"] == "rdd_pd-s2" and teachers["rdd_eps-s4"] == "pd_eps-s8" and len(teachers) == 20
     assert cfg.distillation.feature_net.name == "fmnist-resnet"
 
 
@@ -66,7 +68,8 @@ def test_rdd_feature_network_must_not_be_the_evaluation_network(tmp_path):
     with pytest.raises(ConfigError, match="^config key 'distillation.feature_net.path': .*same sha256"):
         parse_config(raw, base_dir=REPO, check_paths=True)
     # without an instance that trains in features, the network is not read
-    del raw["distillation"]["methods"]["rdd"], raw["distillation"]["methods"]["rdd_pd"]
+    for name in [n for n, m in raw["distillation"]["methods"].items() if m.get("method", n) == "rdd"]:
+        del raw["distillation"]["methods"][name]
     parse_config(raw, base_dir=REPO, check_paths=True)
 
 
@@ -285,8 +288,8 @@ BAD_VALUES = [
      "config key 'quantization.methods.qdiffusion_nosplit.label': 'Q-Diffusion' is already the label of"),
     ("the FP row's label", lambda r: _methods(r)["linear"].update(label="FP (W32A32)"),
      "'FP (W32A32)' is already the label of the FP row"),
-    ("two chains, one label", lambda r: r["distillation"]["methods"]["rdd"].update(label="PD, eps students"),
-     "config key 'distillation.methods.rdd.label': 'PD, eps students' is already the label of distillation.methods.pd"),
+    ("two chains, one label", lambda r: r["distillation"]["methods"]["rdd"].update(label="PD"),
+     "config key 'distillation.methods.rdd.label': 'PD' is already the label of distillation.methods.pd"),
     ("repeated distillation steps", lambda r: r["distillation"].update(steps=[4, 2, 2]),
      "config key 'distillation.steps': repeated step count"),
     ("repeated chain steps", lambda r: r["distillation"]["methods"]["rdd"].update(steps=[2, 1, 1]),

@@ -177,14 +177,15 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
     assert p.returncode == 2 and "no chain 'rdx'" in p.stderr
 
 
-def test_the_pd_switch_driver_adds_four_v_chains_to_the_default(sandbox):
-    """benchmarks/pd_switch.sh: one --config mapping that adds the four chains (each the default's
-    PD recipe with v students from a later stage on), all 19 variants for both seed sets."""
+def test_the_pd_switch_driver_adds_three_switching_chains_to_the_default(sandbox):
+    """benchmarks/pd_switch.sh: one --config mapping that adds the three chains (each the default's
+    PD recipe with eps students up to a stage and v from the next on, after the default's eps
+    chain), beside the default's v and eps PD rows: all 19 variants for both seed sets."""
     import yaml
 
     work, env, calls = sandbox
     shutil.copy(REPO / "benchmarks" / "pd_switch.sh", work / "benchmarks" / "pd_switch.sh")
-    for m, steps in (("pd", (8, 4, 2, 1)), ("pd_v8", (8, 4, 2, 1)), ("pd_v4", (4, 2, 1)), ("pd_v2", (2, 1)), ("pd_v1", (1,))):
+    for m, steps in (("pd", (8, 4, 2, 1)), ("pd_eps", (8, 4, 2, 1)), ("pd_v4", (4, 2, 1)), ("pd_v2", (2, 1)), ("pd_v1", (1,))):
         for n in steps:  # the fake makes no students: leave them as the real run does
             (work / f"results/distill/{m}/steps{n}").mkdir(parents=True)
             (work / f"results/distill/{m}/steps{n}/provenance.json").write_text("{}")
@@ -198,8 +199,11 @@ def test_the_pd_switch_driver_adds_four_v_chains_to_the_default(sandbox):
         assert f"evaluation={{seed: {seed}}}" in run
         extra = next(a for a in run if a.startswith("distillation="))
         rows = yaml.safe_load(extra.split("=", 1)[1])["methods"]
-        assert set(rows) == {"pd_v8", "pd_v4", "pd_v2", "pd_v1"}
+        assert set(rows) == {"pd_v4", "pd_v2", "pd_v1"}
         assert all(r["method"] == "pd" and r["parameterization"] == "v" and r["iters"] == 60 for r in rows.values())
-        assert "teacher" not in rows["pd_v8"] and rows["pd_v8"]["steps"] == [8, 4, 2, 1]
-        assert rows["pd_v2"]["teacher"] == "pd" and rows["pd_v2"]["steps"] == [2, 1]
-    assert (work / "out/s100000/pd_v8-s8.json").exists() and (work / "out/students/pd_v4-steps2.json").exists()
+        assert all(r["teacher"] == "pd_eps" for r in rows.values()) and rows["pd_v2"]["steps"] == [2, 1]
+        assert {"results/metrics/pd-s8.json", "results/metrics/pd_eps-s1.json"} <= set(_targets(run))
+    assert (work / "out/s100000/pd_eps-s8.json").exists() and (work / "out/students/pd_v4-steps2.json").exists()
+    # the chains' teacher is a row of the default config, with eps students
+    cfg = yaml.safe_load((REPO / "config/default.yaml").read_text())["distillation"]["methods"]
+    assert cfg["pd_eps"]["parameterization"] == "eps" and cfg["pd"]["parameterization"] == "v"

@@ -41,30 +41,24 @@ smk() {  # GPU LOG SEED TARGET...
     "$CFG" --config "${DATA[@]}" "evaluation={seed: $seed}" >>"$OUT/$log.log" 2>&1
 }
 
-declare -A rows=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8"
-                 [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4"
-                 [ablations]="pd_eps-s8 pd_clip-s8 pd_long-s8 pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1"
-                 [pd_eps]="pd_eps-s8" [pd_clip]="pd_clip-s8" [pd_long]="pd_long-s8"
-                 [pd_eps_v]="pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
 shared=(results/data/train.npz results/reference/fmnist-classifier-test.npz)
+from_pd=0  # PD's 8-step student is made first when a chain starts from it
 for c in "${chains[@]}"; do
-  [ -n "${rows[$c]:-}" ] || { echo "$0: no chain '$c' (pd, rdd, rdd_pd, ablations, or one ablation row)" >&2; exit 2; }
-  case "$c" in  # PD's 8-step student is made first when a chain starts from it
-    pd | rdd | rdd_pd) [ "${shared[0]}" = results/distill/pd/steps8/provenance.json ] ||
-      shared=(results/distill/pd/steps8/provenance.json "${shared[@]}") ;;
-  esac
+  [ -n "${CHAIN_ROWS[$c]:-}" ] || { echo "$0: no chain '$c' (pd, rdd, rdd_pd, ablations, or one ablation row)" >&2; exit 2; }
+  case "$c" in pd | rdd | rdd_pd) from_pd=1 ;; esac
 done
+[ "$from_pd" = 0 ] || shared=(results/distill/pd/steps8/provenance.json "${shared[@]}")
 mkdir -p "$OUT"
 echo "=== the shared inputs (${shared[*]}), $(date +%T)"
 smk 0 shared 0 "${shared[@]}"
 
 chain() {  # GPU ROW
   local gpu=$1 row=$2 seed targets=()
-  for v in ${rows[$row]}; do targets+=("results/metrics/$v.json"); done
+  for v in ${CHAIN_ROWS[$row]}; do targets+=("results/metrics/$v.json"); done
   for seed in 0 100000; do
     smk "$gpu" "$row" "$seed" "${targets[@]}"
     mkdir -p "$OUT/s$seed"
-    for v in ${rows[$row]}; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done
+    for v in ${CHAIN_ROWS[$row]}; do cp "results/metrics/$v.json" "$OUT/s$seed/"; done
   done
   echo "=== $row done, $(date +%T)"
 }

@@ -37,7 +37,7 @@ source "$(dirname "$0")/distill_env.sh"
 mkdir -p "$OUT"
 
 case "$PART" in
-  pd) targets=(fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8) ;;
+  pd) read -r -a targets <<<"${CHAIN_ROWS[pd]}" ;;
   rdd)
     tgz=${3:-}
     [ -f "$tgz" ] || { echo "$0 rdd: give the pd part's pd-s8.tgz" >&2; exit 2; }
@@ -45,7 +45,7 @@ case "$PART" in
     mkdir -p results/distill/pd
     tar xzf "$tgz" -C results/distill/pd
     find results/distill/pd/steps8 -type f -exec touch {} +
-    targets=(rdd-s1 rdd-s2 rdd-s4 rdd_pd-s1 rdd_pd-s2 rdd_pd-s4)
+    read -r -a targets <<<"${CHAIN_ROWS[rdd]} ${CHAIN_ROWS[rdd_pd]}"
     ;;
   ablations)
     shift 2
@@ -54,8 +54,7 @@ case "$PART" in
     targets=()
     for r in "${rows[@]}"; do
       case "$r" in
-        pd_eps | pd_clip | pd_long) targets+=("$r-s8") ;;
-        pd_eps_v) targets+=("$r-s4" "$r-s2" "$r-s1") ;;
+        pd_eps | pd_clip | pd_long | pd_eps_v) read -r -a more <<<"${CHAIN_ROWS[$r]}"; targets+=("${more[@]}") ;;
         *) echo "$0 ablations: no row '$r' (pd_eps, pd_clip, pd_long, pd_eps_v)" >&2; exit 2 ;;
       esac
     done

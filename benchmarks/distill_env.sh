@@ -10,12 +10,13 @@ if [ -n "${CONFIG_EXTRA:-}" ]; then
 fi
 read -r -a SMK <<<"${SNAKEMAKE_ARGS:-}"
 # The config's table-3 variants by chain: PD's (with the DDIM rows), each RDD row's, the ablations
-# of PD's first stage together, and each ablation row alone.
+# of PD's first stage together, each ablation row alone, and the two budget ablations together.
 declare -A CHAIN_ROWS=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd-s8"
                        [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4"
                        [pd_eps]="pd_eps-s8" [pd_clip]="pd_clip-s8" [pd_long]="pd_long-s8"
-                       [pd_eps_v]="pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
-CHAIN_ROWS[ablations]="${CHAIN_ROWS[pd_eps]} ${CHAIN_ROWS[pd_clip]} ${CHAIN_ROWS[pd_long]} ${CHAIN_ROWS[pd_eps_v]}"
+                       [pd_eps_long]="pd_eps_long-s8" [pd_eps_v]="pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
+CHAIN_ROWS[ablations]="${CHAIN_ROWS[pd_eps]} ${CHAIN_ROWS[pd_clip]} ${CHAIN_ROWS[pd_long]} ${CHAIN_ROWS[pd_eps_long]} ${CHAIN_ROWS[pd_eps_v]}"
+CHAIN_ROWS[budget]="${CHAIN_ROWS[pd_long]} ${CHAIN_ROWS[pd_eps_long]}"  # the two longer first stages, side by side
 
 collect_students() {  # OUT JOBS_CSV: every student's provenance into OUT/students/, the job times
   mkdir -p "$1/students"

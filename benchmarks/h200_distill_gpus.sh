@@ -7,12 +7,14 @@
 # GPU 0 makes PD's 8-step student (the one input the chains share), then one snakemake run per
 # chain goes on side by side, chain i on GPU i: pd (PD's 8 -> 4 -> 2 -> 1, and the DDIM rows), rdd
 # and rdd_pd (RDD's and RDD + PD loss's 4 -> 2 -> 1 from PD's 8-step student), ablations (the
-# config's ablations of PD's first stage, pd_eps, pd_clip, pd_long, and our chain from pd_eps's
-# student, pd_eps_v; or any one of those rows as its own chain); each then samples and evaluates
+# config's ablations of PD's first stage, pd_eps, pd_clip, pd_long, pd_eps_long, and our chain from
+# pd_eps's student, pd_eps_v; or any one of those rows as its own chain; or budget, pd_long and
+# pd_eps_long side by side on one GPU); each then samples and evaluates
 # its rows with both seed sets. Without CHAINs: pd, rdd and rdd_pd, and ablations where there is a
 # fourth GPU. Naming fewer chains fits fewer GPUs: on two, `OUT rdd rdd_pd` gives both RDD rows in
-# the time of one, `OUT pd_long pd_eps_v` the two longest ablations (PD's student is made first
-# only for pd, rdd and rdd_pd). The runs share the working
+# the time of one, `OUT budget pd_eps_v` the three longest ablations (PD's student is made first
+# only for pd, rdd and rdd_pd). Each chain gets an equal share of the CPUs (at least 5), so a
+# chain's independent stages run side by side on its GPU. The runs share the working
 # directory (--nolock): their targets are disjoint and everything upstream of them is made before
 # they start. OUT/s0/ and OUT/s100000/ get the metrics, OUT/students/ every student's provenance,
 # OUT/*.log each run's snakemake log.
@@ -34,17 +36,19 @@ fi
 [ "$ngpu" -ge ${#chains[@]} ] ||
   { echo "$0: needs ${#chains[@]} GPUs for ${chains[*]}, found $ngpu (name fewer chains, or use h200_distill_split.sh)" >&2; exit 2; }
 
+cores=$(($(nproc) / ${#chains[@]}))
+[ "$cores" -ge 5 ] || cores=5
 smk() {  # GPU LOG SEED TARGET...
   local gpu=$1 log=$2 seed=$3
   shift 3
-  CUDA_VISIBLE_DEVICES=$gpu "$PY" -m snakemake "$@" --cores 5 --nolock "${SMK[@]}" --rerun-triggers mtime params \
+  CUDA_VISIBLE_DEVICES=$gpu "$PY" -m snakemake "$@" --cores "$cores" --nolock "${SMK[@]}" --rerun-triggers mtime params \
     "$CFG" --config "${DATA[@]}" "evaluation={seed: $seed}" >>"$OUT/$log.log" 2>&1
 }
 
 shared=(results/data/train.npz results/reference/fmnist-classifier-test.npz)
 from_pd=0  # PD's 8-step student is made first when a chain starts from it
 for c in "${chains[@]}"; do
-  [ -n "${CHAIN_ROWS[$c]:-}" ] || { echo "$0: no chain '$c' (pd, rdd, rdd_pd, ablations, or one ablation row)" >&2; exit 2; }
+  [ -n "${CHAIN_ROWS[$c]:-}" ] || { echo "$0: no chain '$c' (pd, rdd, rdd_pd, ablations, budget, or one ablation row)" >&2; exit 2; }
   case "$c" in pd | rdd | rdd_pd) from_pd=1 ;; esac
 done
 [ "$from_pd" = 0 ] || shared=(results/distill/pd/steps8/provenance.json "${shared[@]}")

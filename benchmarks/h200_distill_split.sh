@@ -13,7 +13,7 @@
 #       both RDD rows (RDD, RDD + PD loss: 8 -> 4 -> 2 -> 1) from that student, same outputs.
 #   bash benchmarks/h200_distill_split.sh ablations OUT [ROW ...]
 #       the config's ablations of PD's first stage (16 -> 8 from the FP model: pd_eps, pd_clip,
-#       pd_long; about 3.5 minutes each alone, pd_long 13) and our chain pd_eps_v (4 -> 2 -> 1 from
+#       pd_long, pd_eps_long; about 3.5 minutes each alone, pd_long 13, pd_eps_long 7) and our chain pd_eps_v (4 -> 2 -> 1 from
 #       pd_eps's student, about 13 minutes), all four or the ROWs named, same outputs. They need only
 #       the FP model; snakemake runs independent stages side by side (two on one H200: 1.24x the
 #       throughput of one after the other).
@@ -50,12 +50,12 @@ case "$PART" in
   ablations)
     shift 2
     rows=("$@")
-    [ ${#rows[@]} -gt 0 ] || rows=(pd_eps pd_clip pd_long pd_eps_v)
+    [ ${#rows[@]} -gt 0 ] || rows=(pd_eps pd_clip pd_long pd_eps_long pd_eps_v)
     targets=()
     for r in "${rows[@]}"; do
       case "$r" in
-        pd_eps | pd_clip | pd_long | pd_eps_v) read -r -a more <<<"${CHAIN_ROWS[$r]}"; targets+=("${more[@]}") ;;
-        *) echo "$0 ablations: no row '$r' (pd_eps, pd_clip, pd_long, pd_eps_v)" >&2; exit 2 ;;
+        pd_eps | pd_clip | pd_long | pd_eps_long | pd_eps_v) read -r -a more <<<"${CHAIN_ROWS[$r]}"; targets+=("${more[@]}") ;;
+        *) echo "$0 ablations: no row '$r' (pd_eps, pd_clip, pd_long, pd_eps_long, pd_eps_v)" >&2; exit 2 ;;
       esac
     done
     ;;

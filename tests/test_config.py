@@ -100,11 +100,13 @@ def test_the_gpu_distillation_config_has_the_papers_budget():
     # the ablations of the first stage change one thing each and say so in their labels
     assert rows["pd_eps"].built.parameterization == "eps" and "ablation" in rows["pd_eps"].label
     assert rows["pd_long"].built.iters == 40_000 and "ablation" in rows["pd_long"].label
+    longer = rows["pd_eps_long"].built
+    assert (longer.iters, longer.parameterization) == (20_000, "eps") and "ablation" in rows["pd_eps_long"].label
     assert rows["pd_clip"].built.clip_teacher_x0 and not rows["pd"].built.clip_teacher_x0
     # ours: PD's recipe from the eps ablation's 8-step student, labelled as ours
     ours = rows["pd_eps_v"]
     assert ours.teacher_of(4) == ("pd_eps", 8) and ours.built == rows["pd"].built and "ours" in ours.label
-    assert set(rows) == {"pd", "rdd", "rdd_pd", "pd_eps", "pd_long", "pd_clip", "pd_eps_v"}
+    assert set(rows) == {"pd", "rdd", "rdd_pd", "pd_eps", "pd_long", "pd_eps_long", "pd_clip", "pd_eps_v"}
     assert cfg.resource("distill").gpu == 1 and cfg.evaluation.n_samples == 5000
 
 

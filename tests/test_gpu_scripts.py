@@ -103,7 +103,7 @@ def test_the_split_driver_asks_for_metrics_files_and_hands_back_pds_student(sand
     p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "ablations", str(work / "out4")],
                        cwd=work, env=env, capture_output=True, text=True)
     assert p.returncode == 0 and _targets(_calls(calls)[0]) == [f"results/metrics/pd_{a}-s8.json"
-                                                                for a in ("eps", "clip", "long")] + \
+                                                                for a in ("eps", "clip", "long", "eps_long")] + \
         [f"results/metrics/pd_eps_v-s{n}.json" for n in (4, 2, 1)]
     p = subprocess.run(["bash", "benchmarks/h200_distill_split.sh", "ablations", str(work / "out5"), "pd_x"],
                        cwd=work, env=env, capture_output=True, text=True)
@@ -139,7 +139,8 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
                        env={**env, "FAKE_GPUS": "4"}, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     fourth = [run for run in _calls(calls) if run[0] == "3"]
-    assert len(fourth) == 2 and all(_targets(r) == [f"results/metrics/pd_{a}-s8.json" for a in ("eps", "clip", "long")]
+    assert len(fourth) == 2 and all(_targets(r) == [f"results/metrics/pd_{a}-s8.json"
+                                                    for a in ("eps", "clip", "long", "eps_long")]
                                     + [f"results/metrics/pd_eps_v-s{n}.json" for n in (4, 2, 1)] for r in fourth)
 
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o")], cwd=work,
@@ -172,6 +173,16 @@ def test_the_multi_gpu_driver_runs_one_chain_per_gpu_after_the_shared_student(sa
     assert sorted((r[0], tuple(_targets(r))) for r in runs[1:]) == sorted(
         [("0", ("results/metrics/pd_long-s8.json",))] * 2
         + [("1", tuple(f"results/metrics/pd_eps_v-s{n}.json" for n in (4, 2, 1)))] * 2)
+    # the budget chain: both longer first stages on GPU 0, in one snakemake run with cores for both
+    calls.unlink()
+    p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o6"), "budget", "pd_eps_v"], cwd=work,
+                       env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    zero = [r for r in _calls(calls)[1:] if r[0] == "0"]
+    assert len(zero) == 2 and all(_targets(r) == ["results/metrics/pd_long-s8.json", "results/metrics/pd_eps_long-s8.json"]
+                                  for r in zero)
+    cores = int(zero[0][zero[0].index("--cores") + 1])
+    assert cores == max(5, len(os.sched_getaffinity(0)) // 2)
     p = subprocess.run(["bash", "benchmarks/h200_distill_gpus.sh", str(work / "o5"), "rdd", "rdx"], cwd=work,
                        env={**env, "FAKE_GPUS": "2"}, capture_output=True, text=True)
     assert p.returncode == 2 and "no chain 'rdx'" in p.stderr

@@ -183,16 +183,16 @@ def test_the_distill_jobs_compute_as_the_config_says(repo_copy):
 
 
 def test_the_gpu_distillation_config_plans_table3(repo_copy):
-    """Sixteen stages (PD 8-4-2-1, RDD and RDD + PD loss 4-2-1, the three ablations of PD's first
-    stage, and our eps-then-v chain 4-2-1 from the eps ablation's student), the 21 variants of
+    """Seventeen stages (PD 8-4-2-1, RDD and RDD + PD loss 4-2-1, the four ablations of PD's first
+    stage, and our eps-then-v chain 4-2-1 from the eps ablation's student), the 22 variants of
     table 3 (the FP teacher at 1-16 steps), and the table's caption input: every student's
     teacher (the ablations' is the 16-step FP teacher)."""
     p = snakemake(repo_copy, "-n", "-p", "--configfile=config/fmnist-distill-gpu.yaml", "results/table3.csv")
     plan = planned_jobs(p)
-    assert plan["distill"] == 16 and plan["evaluate"] == 21 and plan["table3"] == 1 and "quantize" not in plan
+    assert plan["distill"] == 17 and plan["evaluate"] == 22 and plan["table3"] == 1 and "quantize" not in plan
     out = p.stdout + p.stderr
     assert """--teachers '{"pd-s8": "fp-s16", "pd-s4": "pd-s8",""" in out
-    for row in ("pd_eps", "pd_long", "pd_clip"):
+    for row in ("pd_eps", "pd_long", "pd_eps_long", "pd_clip"):
         assert f'"{row}-s8": "fp-s16"' in out
     assert '"pd_eps_v-s4": "pd_eps-s8"' in out and '"pd_eps_v-s1": "pd_eps_v-s2"' in out
 

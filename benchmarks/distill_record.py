@@ -13,6 +13,9 @@ FID against sampling steps per method (DDIM = the FP teacher), each seed set a m
 16 -> 8 stage's lower-step probe loss over its iterations per first-stage variant. ``--with
 RECORD`` draws an earlier record's rows beside them (dashed, labelled with its file name): rows
 sampled and evaluated elsewhere, e.g. on the GPU, beside students evaluated on the CPU.
+``--gap-to fp-s16`` draws, instead of the FID panel, every 8-step student of the run and of the
+``--with`` records as its FID above the 16-step teacher against its stage's final teacher-match
+error (how far its samples are from its teacher's, from the same noises).
 """
 
 from __future__ import annotations
@@ -89,13 +92,60 @@ def _by_method(metrics: dict) -> dict[str, dict[int, dict]]:
     return by_method
 
 
-def draw(record: dict, out: Path, title: str = "Table 3's rows", others: dict[str, dict] | None = None):
-    """The figure; ``others`` maps a label to an earlier record whose rows are drawn dashed beside."""
+def gap_points(records: dict[str, dict], teacher: str) -> list[dict]:
+    """Every student of half ``teacher``'s steps in ``records`` (label -> record; "" for this run)
+    with its stage's teacher-match error at the end and its FID above ``teacher`` per seed set
+    (the teacher's row from the student's own record, else from any record that has it)."""
+    m = VARIANT.match(teacher)
+    if not m:
+        raise SystemExit(f"distill_record: --gap-to takes a variant such as fp-s16, not {teacher!r}")
+    steps = int(m["steps"]) // 2
+    rows = [r["metrics"][teacher] for r in records.values() if teacher in r["metrics"]]
+    if not rows:
+        raise SystemExit(f"distill_record: no record has the variant {teacher!r} that --gap-to names")
+    points = []
+    for source, rec in records.items():
+        ref = rec["metrics"].get(teacher, rows[0])["seeds"]
+        for variant, row in sorted(rec["metrics"].items()):
+            v = VARIANT.match(variant)
+            stage = rec.get("stages", {}).get(f"{v['method']}-steps{steps}") if v else None
+            if not v or int(v["steps"]) != steps or not stage or "end" not in stage["teacher_match"]:
+                continue
+            gaps = {seed: round(vals["fid"] - ref[seed]["fid"], 4) for seed, vals in row["seeds"].items() if seed in ref}
+            if gaps:
+                points.append({"method": v["method"], "source": source, "match": stage["teacher_match"]["end"],
+                               "gaps": gaps, "prediction": stage.get("prediction"), "iterations": stage["iterations"]})
+    return points
+
+
+def _draw_gaps(ax, points: list[dict], teacher: str, title: str) -> None:
+    for p in points:
+        mean = sum(p["gaps"].values()) / len(p["gaps"])
+        color = "tab:orange" if p["prediction"] == "eps" else "tab:blue"
+        ax.scatter([p["match"]] * len(p["gaps"]), list(p["gaps"].values()), s=9, color=color, alpha=0.6)
+        ax.scatter([p["match"]], [mean], marker="o" if not p["source"] else "s", color=color, s=30)
+        ax.annotate(f"{p['method']} {p['iterations'] // 1000}k" + (f" [{p['source']}]" if p["source"] else ""),
+                    (p["match"], mean), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher-match MSE at the stage's end (student vs its teacher, same noises)")
+    ax.set_ylabel(f"FID above {teacher} (mean; dots: each seed set)")
+    ax.set_title(title + " (orange: eps students, blue: v)")
+
+
+def draw(record: dict, out: Path, title: str = "Table 3's rows", others: dict[str, dict] | None = None,
+         gap_to: str | None = None):
+    """The figure; ``others`` maps a label to an earlier record whose rows are drawn dashed beside.
+    ``gap_to`` (a teacher variant, e.g. ``fp-s16``): the left panel is instead each student of half
+    its steps, its FID above that teacher against its stage's final teacher-match error."""
     stages = record["stages"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
+    if gap_to:
+        _draw_gaps(ax, gap_points({"": record, **(others or {})}, gap_to), gap_to, title)
+        _draw_probes(bx, stages)
+        return _save(fig, out)
     series = [(method, rows, "") for method, rows in sorted(_by_method(record["metrics"]).items())]
     for name, other in (others or {}).items():
         series += [(method, rows, name) for method, rows in sorted(_by_method(other["metrics"]).items())]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
     markers = "os^vDP*Xh"
     for i, (method, rows, source) in enumerate(series):
         steps = sorted(rows)
@@ -112,6 +162,11 @@ def draw(record: dict, out: Path, title: str = "Table 3's rows", others: dict[st
     ax.set_ylabel("FID (mean of seed sets; dots: each set)")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    _draw_probes(bx, stages)
+    return _save(fig, out)
+
+
+def _draw_probes(bx, stages: dict) -> None:
     for name, st in sorted(stages.items()):
         if not name.endswith("-steps8"):
             continue
@@ -123,6 +178,9 @@ def draw(record: dict, out: Path, title: str = "Table 3's rows", others: dict[st
     bx.set_ylabel("PD loss of the 7 lower student steps (probe)")
     bx.set_title("Where each first-stage variant ends")
     bx.legend(fontsize=8)
+
+
+def _save(fig, out: Path):
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -138,6 +196,9 @@ def main() -> None:
     ap.add_argument("--title", default="Table 3's rows", help="the FID panel's title")
     ap.add_argument("--with", dest="others", type=Path, action="append", default=[],
                     help="an earlier record whose rows the figure draws beside (dashed)")
+    ap.add_argument("--gap-to", metavar="VARIANT",
+                    help="the left panel: each student of half VARIANT's steps (e.g. fp-s16), its FID above "
+                         "VARIANT against its stage's final teacher-match error, over this run and the --with records")
     args = ap.parse_args()
     for run in args.runs:
         if not run.is_dir():
@@ -153,7 +214,7 @@ def main() -> None:
     args.record.parent.mkdir(parents=True, exist_ok=True)
     args.record.write_text(json.dumps(record, indent=1) + "\n")
     if args.figure:
-        draw(record, args.figure, args.title, others)
+        draw(record, args.figure, args.title, others, args.gap_to)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,31 @@ def test_the_figure_draws_an_earlier_records_rows_dashed_beside(tmp_path):
                         "--record", str(tmp_path / "r.json"), "--figure", str(tmp_path / "g.png"),
                         "--with", str(tmp_path / "missing.json")], capture_output=True, text=True)
     assert p.returncode != 0 and "no record" in p.stderr
+
+
+def test_gap_points_pair_each_student_with_its_teachers_seed_sets_and_its_end_match(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distill_record", REPO / "benchmarks/distill_record.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(a: float, b: float) -> dict:
+        return {"seeds": {"0": {"fid": a}, "100000": {"fid": b}}, "mean": {"fid": (a + b) / 2}}
+
+    def stage(pred: str, end: float) -> dict:
+        return {"prediction": pred, "iterations": 20000, "probes": [], "teacher_match": {"start": 0.3, "end": end}}
+
+    earlier = {"metrics": {"fp-s16": row(4.0, 3.5), "pd-s8": row(6.5, 6.0), "pd-s4": row(7.0, 7.0)},
+               "stages": {"pd-steps8": stage("v", 0.011), "pd-steps4": stage("v", 0.002)}}
+    run = {"metrics": {"pd_eps_long-s8": row(4.5, 4.25), "pd_x-s8": row(5.0, 5.0)},
+           "stages": {"pd_eps_long-steps8": stage("eps", 0.001)}}  # pd_x has no stage record: left out
+    pts = mod.gap_points({"": run, "distill_h200": earlier}, "fp-s16")
+    got = {(p["method"], p["source"]): (p["match"], p["gaps"], p["prediction"]) for p in pts}
+    # the teacher's seed sets come from the record that has them, paired seed by seed; 4-step students are not 8-step
+    assert got == {("pd_eps_long", ""): (0.001, {"0": 0.5, "100000": 0.75}, "eps"),
+                   ("pd", "distill_h200"): (0.011, {"0": 2.5, "100000": 2.5}, "v")}
+    fig = mod.draw(run, tmp_path / "g.png", others={"distill_h200": earlier}, gap_to="fp-s16")
+    assert "FID above fp-s16" in fig.axes[0].get_ylabel() and (tmp_path / "g.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no record has the variant 'fp-s32'"):
+        mod.gap_points({"": run}, "fp-s32")

@@ -370,3 +370,23 @@ def test_docs_pass_config_files_with_an_equals_sign():
     for f in [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "workflow/profiles").glob("*/config.yaml")]:
         for line in f.read_text().splitlines():
             assert not re.search(r"--configfiles?\s+[\w./<>-]+\.ya?ml", line), f"{f.name}: {line}"
+
+
+def test_distillation_defaults_fill_every_instance_unless_it_sets_its_own():
+    raw = copy.deepcopy(DEFAULT)
+    d = raw["distillation"]
+    assert d["defaults"]["iters"] == 60  # the default config states its budget once
+    d["defaults"] = {"iters": 7, "batch_size": 5, "lr": 3.0e-4}
+    d["methods"] = {"pd": None, "rdd": {"teacher": "pd", "steps": [4, 2, 1], "iters": 9}}
+    cfg = parse_config(raw, check_paths=False)
+    pd, rdd = cfg.distill_method("pd").built, cfg.distill_method("rdd").built
+    assert (pd.iters, pd.batch_size, pd.lr) == (7, 5, 3.0e-4)
+    assert (rdd.iters, rdd.batch_size, rdd.lr) == (9, 5, 3.0e-4)  # its own iters win
+    assert pd.low_step_factor == 2 and pd.parameterization == "v"  # keys in neither: the paper's defaults
+    # an RDD-only parameter cannot be PD's default too: the message names the defaults' key
+    d["defaults"] = {"mse_weight": 0.5}
+    with pytest.raises(ConfigError, match=r"'distillation.defaults.mse_weight': not a parameter of 'pd' \(instance 'pd'\)"):
+        parse_config(raw, check_paths=False)
+    d["defaults"] = {"iters": 0}  # checked as the instance's own value would be
+    with pytest.raises(ConfigError, match=r"distillation.methods.pd.iters"):
+        parse_config(raw, check_paths=False)

@@ -206,12 +206,23 @@ def typed_cli_values(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _parse_distillation(raw: Mapping[str, Any], registry) -> DistillationConfig:
+    """The distillation section; ``defaults`` holds parameters every instance takes unless it
+    sets them itself (each must be a parameter of every instance's method)."""
     raw = dict(raw)
     methods_raw = raw.pop("methods", {}) or {}
+    defaults = dict(raw.pop("defaults", {}) or {})
     base = build_dataclass(DistillationConfig, raw, "distillation")
     methods = []
     for name, mraw in methods_raw.items():
         mraw = dict(mraw or {})
+        method = mraw.get("method", name)
+        if defaults and method in registry:
+            fields = {f.name for f in dataclasses.fields(registry[method].params)}
+            unknown = sorted(set(defaults) - fields)
+            if unknown:
+                raise ConfigError(f"config key 'distillation.defaults.{unknown[0]}': not a parameter of {method!r} "
+                                  f"(instance {name!r}), so it cannot be every instance's default")
+            mraw = {**{k: v for k, v in defaults.items() if k not in mraw}, **mraw}
         teacher = mraw.pop("teacher", "fp")
         steps = tuple(mraw.pop("steps")) if "steps" in mraw else base.steps
         methods.append(DistillMethodConfig(**_instance(name, mraw, registry, "distillation.methods"),

@@ -216,5 +216,8 @@ def test_the_pd_switch_driver_adds_three_switching_chains_to_the_default(sandbox
         assert {"results/metrics/pd-s8.json", "results/metrics/pd_eps-s1.json"} <= set(_targets(run))
     assert (work / "out/s100000/pd_eps-s8.json").exists() and (work / "out/students/pd_v4-steps2.json").exists()
     # the chains' teacher is a row of the default config, with eps students
-    cfg = yaml.safe_load((REPO / "config/default.yaml").read_text())["distillation"]["methods"]
-    assert cfg["pd_eps"]["parameterization"] == "eps" and cfg["pd"]["parameterization"] == "v"
+    from diffcomp.config import load_config
+
+    cfg = load_config(REPO / "config/default.yaml", check_paths=False, base_dir=REPO)
+    assert cfg.distill_method("pd_eps").built.parameterization == "eps"
+    assert cfg.distill_method("pd").built.parameterization == "v"

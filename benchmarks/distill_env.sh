@@ -15,7 +15,9 @@ declare -A CHAIN_ROWS=([pd]="fp-s1 fp-s2 fp-s4 fp-s8 fp-s16 pd-s1 pd-s2 pd-s4 pd
                        [rdd]="rdd-s1 rdd-s2 rdd-s4" [rdd_pd]="rdd_pd-s1 rdd_pd-s2 rdd_pd-s4"
                        [pd_eps]="pd_eps-s8" [pd_clip]="pd_clip-s8" [pd_long]="pd_long-s8"
                        [pd_eps_long]="pd_eps_long-s8" [pd_eps_v]="pd_eps_v-s4 pd_eps_v-s2 pd_eps_v-s1")
-CHAIN_ROWS[ablations]="${CHAIN_ROWS[pd_eps]} ${CHAIN_ROWS[pd_clip]} ${CHAIN_ROWS[pd_long]} ${CHAIN_ROWS[pd_eps_long]} ${CHAIN_ROWS[pd_eps_v]}"
+ABLATION_ROWS=(pd_eps pd_clip pd_long pd_eps_long pd_eps_v)  # each a chain of its own, and together "ablations"
+CHAIN_ROWS[ablations]=""
+for r in "${ABLATION_ROWS[@]}"; do CHAIN_ROWS[ablations]+="${CHAIN_ROWS[ablations]:+ }${CHAIN_ROWS[$r]}"; done
 CHAIN_ROWS[budget]="${CHAIN_ROWS[pd_long]} ${CHAIN_ROWS[pd_eps_long]}"  # the two longer first stages, side by side
 
 collect_students() {  # OUT JOBS_CSV: every student's provenance into OUT/students/, the job times

@@ -137,12 +137,19 @@ def draw(record: dict, out: Path, title: str = "Table 3's rows", others: dict[st
     """The figure; ``others`` maps a label to an earlier record whose rows are drawn dashed beside.
     ``gap_to`` (a teacher variant, e.g. ``fp-s16``): the left panel is instead each student of half
     its steps, its FID above that teacher against its stage's final teacher-match error."""
-    stages = record["stages"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
     if gap_to:
         _draw_gaps(ax, gap_points({"": record, **(others or {})}, gap_to), gap_to, title)
-        _draw_probes(bx, stages)
-        return _save(fig, out)
+    else:
+        _draw_fid(ax, record, others, title)
+    _draw_probes(bx, record["stages"])
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return fig
+
+
+def _draw_fid(ax, record: dict, others: dict[str, dict] | None, title: str) -> None:
     series = [(method, rows, "") for method, rows in sorted(_by_method(record["metrics"]).items())]
     for name, other in (others or {}).items():
         series += [(method, rows, name) for method, rows in sorted(_by_method(other["metrics"]).items())]
@@ -162,8 +169,6 @@ def draw(record: dict, out: Path, title: str = "Table 3's rows", others: dict[st
     ax.set_ylabel("FID (mean of seed sets; dots: each set)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    _draw_probes(bx, stages)
-    return _save(fig, out)
 
 
 def _draw_probes(bx, stages: dict) -> None:
@@ -178,13 +183,6 @@ def _draw_probes(bx, stages: dict) -> None:
     bx.set_ylabel("PD loss of the 7 lower student steps (probe)")
     bx.set_title("Where each first-stage variant ends")
     bx.legend(fontsize=8)
-
-
-def _save(fig, out: Path):
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    return fig
 
 
 def main() -> None:

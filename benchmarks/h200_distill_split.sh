@@ -50,13 +50,13 @@ case "$PART" in
   ablations)
     shift 2
     rows=("$@")
-    [ ${#rows[@]} -gt 0 ] || rows=(pd_eps pd_clip pd_long pd_eps_long pd_eps_v)
+    [ ${#rows[@]} -gt 0 ] || rows=("${ABLATION_ROWS[@]}")
     targets=()
     for r in "${rows[@]}"; do
-      case "$r" in
-        pd_eps | pd_clip | pd_long | pd_eps_long | pd_eps_v) read -r -a more <<<"${CHAIN_ROWS[$r]}"; targets+=("${more[@]}") ;;
-        *) echo "$0 ablations: no row '$r' (pd_eps, pd_clip, pd_long, pd_eps_long, pd_eps_v)" >&2; exit 2 ;;
-      esac
+      [[ " ${ABLATION_ROWS[*]} " == *" $r "* ]] ||
+        { echo "$0 ablations: no row '$r' (${ABLATION_ROWS[*]})" >&2; exit 2; }
+      read -r -a more <<<"${CHAIN_ROWS[$r]}"
+      targets+=("${more[@]}")
     done
     ;;
   *) echo "$USAGE" >&2; exit 2 ;;
